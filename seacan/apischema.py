@@ -17,6 +17,7 @@ from seacan.api.services.containers.v1 import containers_pb2
 from seacan.api.services.content.v1 import content_pb2
 from seacan.api.services.diff.v1 import diff_pb2
 from seacan.api.services.events.v1 import events_pb2
+from seacan.api.services.gc.v1 import gc_pb2
 from seacan.api.services.images.v1 import images_pb2
 from seacan.api.services.introspection.v1 import introspection_pb2
 from seacan.api.services.leases.v1 import leases_pb2
@@ -31,6 +32,7 @@ MAIN_SOCKET_MODULES: tuple[ModuleType, ...] = (
     content_pb2,
     diff_pb2,
     events_pb2,
+    gc_pb2,
     images_pb2,
     introspection_pb2,
     leases_pb2,

@@ -35,7 +35,8 @@ T = TypeVar("T")
 
 
 def _code(kind: errors.SeacanError) -> grpc.StatusCode:
-    return getattr(grpc.StatusCode, kind.code_name, grpc.StatusCode.UNKNOWN)  # type: ignore[no-any-return]
+    code: grpc.StatusCode = getattr(grpc.StatusCode, kind.code_name, grpc.StatusCode.UNKNOWN)
+    return code
 
 
 def _set_scope(ctx: grpc.aio.ServicerContext[Any, Any]) -> None:

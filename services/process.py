@@ -14,7 +14,8 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 from pathlib import Path
 
 from seacan import config, errors, log
@@ -54,7 +55,7 @@ def parse(argv: list[str] | None = None) -> tuple[config.Config, int]:
     return cfg, int(a.parent_pid)
 
 
-def run(name: str, serve: Callable[[config.Config], Awaitable[None]]) -> None:
+def run(name: str, serve: Callable[[config.Config], Coroutine[Any, Any, None]]) -> None:
     """Parse flags, configure logging, and serve until told to stop."""
     try:
         cfg, parent = parse()

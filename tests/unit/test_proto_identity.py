@@ -628,9 +628,9 @@ def test_service_methods_and_streaming(service_name: str) -> None:
 
 
 def test_every_proto_was_generated_and_imports() -> None:
-    # 26 protos -> one _pb2 and one _pb2_grpc module each
-    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2")]) == 26
-    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2_grpc")]) == 26
+    # 26 containerd protos + seacan's gc.proto -> one _pb2 and one _pb2_grpc module each
+    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2")]) == 27
+    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2_grpc")]) == 27
 
 
 def test_method_counts() -> None:
@@ -652,8 +652,10 @@ def test_apischema_matches_table() -> None:
         for service, methods in SERVICES.items()
         for method, shape in methods
     }
+    # seacan's own service on the main socket
+    expected["/seacan.services.gc.v1.GC/Collect"] = (False, False)
     assert apischema.method_shapes() == expected
-    assert sorted(apischema.service_names()) == sorted(SERVICES)
+    assert sorted(apischema.service_names()) == sorted([*SERVICES, "seacan.services.gc.v1.GC"])
     shapes = apischema.method_shapes()
     assert shapes["/containerd.services.content.v1.Content/Write"] == BI
     assert shapes["/containerd.services.events.v1.Events/Subscribe"] == SS

@@ -1,0 +1,2 @@
+"""The snapshots service: the overlayfs snapshotter (overlay.py), its SQLite
+metadata (db.py) and the Snapshots gRPC servicer (servicer.py)."""

@@ -1,0 +1,60 @@
+"""MetaClient: what other services and the CLI need from the metadata service.
+
+- The content and snapshots services call :meth:`MetaClient.ensure_namespace`
+  on their first write in a namespace, and :meth:`MetaClient.add_lease_resource`
+  for every object created under a ``containerd-lease`` header, *before* the
+  object becomes visible, so the garbage collector never sees it unprotected.
+- ``seacan prune`` calls :meth:`MetaClient.collect_garbage`.
+
+Lease calls run in the current request scope's namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import grpc.aio
+
+from seacan import errors, grpcutil
+from seacan.api.services.gc.v1 import gc_pb2, gc_pb2_grpc
+from seacan.gc import Removed
+from seacan.leases import Resource
+from seacan.leases.proxy import RemoteLeases
+from seacan.namespaces.proxy import RemoteNamespaces
+
+
+class MetaClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.namespaces = RemoteNamespaces(channel)
+        self.leases = RemoteLeases(channel)
+        self._gc = gc_pb2_grpc.GCStub(channel)
+        self._known: set[str] = set()
+
+    async def ensure_namespace(self, namespace: str, /) -> None:
+        """Create ``namespace`` unless it exists; remembered, so later calls are free."""
+        if namespace in self._known:
+            return
+        with contextlib.suppress(errors.AlreadyExists):
+            await self.namespaces.create(namespace)
+        self._known.add(namespace)
+
+    def forget_namespace(self, namespace: str, /) -> None:
+        """Drop ``namespace`` from the cache (after it was deleted)."""
+        self._known.discard(namespace)
+
+    async def add_lease_resource(
+        self, lease_id: str, resource_id: str, resource_type: str, /
+    ) -> None:
+        """Attach a resource to a lease; NotFound if the lease does not exist."""
+        await self.leases.add_resource(lease_id, Resource(id=resource_id, type=resource_type))
+
+    async def collect_garbage(self, dry_run: bool = False) -> list[Removed]:
+        """Run a collection now; what it removed (or would remove, on a dry run).
+
+        Unavailable, with nothing removed, when a source of roots is unreachable.
+        """
+        async with grpcutil.native_errors():
+            resp = await self._gc.Collect(
+                gc_pb2.CollectRequest(dry_run=dry_run), metadata=grpcutil.scope_metadata()
+            )
+        return [Removed(namespace=r.namespace, type=r.type, id=r.id) for r in resp.removed]

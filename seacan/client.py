@@ -1,0 +1,230 @@
+"""The client library: one connection to seacand's main socket, every store behind it.
+
+seacand serves the containerd v1 API on one socket and forwards each call to
+the service that owns it, so a client needs one channel and the proxies::
+
+    async with await Client.connect("/run/seacan/seacan.sock", "default") as c:
+        print(await c.version())
+        async with c.lease():                  # everything below is held from GC
+            await content.write_blob(c.content, "ref", data, expected=dgst)
+        async for info in c.content.list():
+            ...
+
+``connect`` fails fast with Unavailable (``cannot connect to seacand at
+<address>: ...``) when nothing listens on the socket. The client sets the
+request scope (:func:`seacan.scope.set_scope`) once; every proxy call carries
+the namespace, and the lease while inside :meth:`Client.lease`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+
+import grpc.aio
+from google.protobuf import empty_pb2
+
+from seacan import errors, grpcutil, leases, log, scope
+from seacan.api.services.introspection.v1 import introspection_pb2 as ipb
+from seacan.api.services.introspection.v1 import introspection_pb2_grpc as ipb_grpc
+from seacan.api.services.version.v1 import version_pb2_grpc as vpb_grpc
+from seacan.content.proxy import RemoteContent
+from seacan.diff.proxy import RemoteDiff
+from seacan.images.proxy import RemoteImages
+from seacan.leases.proxy import RemoteLeases
+from seacan.metaclient import MetaClient
+from seacan.namespaces.proxy import RemoteNamespaces
+from seacan.snapshots.proxy import RemoteSnapshotter
+
+_log = log.get(__name__)
+
+DEFAULT_SNAPSHOTTER = "overlayfs"
+CONNECT_TIMEOUT = 10.0  # seconds, as ctr's --connect-timeout
+# How long a client's own lease lives if the client dies before deleting it.
+LEASE_TTL = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    version: str
+    revision: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plugin:
+    type: str
+    id: str
+    requires: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    exports: Mapping[str, str] = field(default_factory=dict)
+    capabilities: tuple[str, ...] = ()
+    init_error: str = ""
+
+
+class Introspection:
+    """containerd's Introspection service: the server's UUID and its plugins."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = ipb_grpc.IntrospectionStub(channel)
+
+    async def server_uuid(self) -> str:
+        async with grpcutil.native_errors():
+            resp = await self._stub.Server(empty_pb2.Empty(), metadata=grpcutil.scope_metadata())
+        return str(resp.uuid)
+
+    async def plugins(self, filters: Sequence[str] = ()) -> list[Plugin]:
+        async with grpcutil.native_errors():
+            resp = await self._stub.Plugins(
+                ipb.PluginsRequest(filters=list(filters)), metadata=grpcutil.scope_metadata()
+            )
+        out = []
+        for p in resp.plugins:
+            out.append(
+                Plugin(
+                    type=p.type,
+                    id=p.id,
+                    requires=tuple(p.requires),
+                    platforms=tuple(
+                        "/".join(x for x in (q.os, q.architecture, q.variant) if x)
+                        for q in p.platforms
+                    ),
+                    exports=dict(p.exports),
+                    capabilities=tuple(p.capabilities),
+                    init_error=p.init_err.message if p.HasField("init_err") else "",
+                )
+            )
+        return out
+
+
+def probe(address: Path) -> None:
+    """Unavailable, naming the address and the reason, unless something listens there."""
+    what = f"cannot connect to seacand at {address}"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(CONNECT_TIMEOUT)
+        s.connect(str(address))
+    except FileNotFoundError:
+        raise errors.Unavailable(f"{what}: no such socket (is seacand running?)") from None
+    except ConnectionRefusedError:
+        raise errors.Unavailable(f"{what}: connection refused (is seacand running?)") from None
+    except PermissionError:
+        raise errors.PermissionDenied(f"{what}: permission denied") from None
+    except OSError as e:
+        reason = os.strerror(e.errno).lower() if e.errno else str(e)
+        kind = errors.Unavailable if e.errno != errno.ENOTSOCK else errors.InvalidArgument
+        raise kind(f"{what}: {reason}") from None
+    finally:
+        s.close()
+
+
+class Client:
+    """One channel to seacand and the stores behind it, in one namespace.
+
+    Make it with :meth:`connect` (inside the running event loop).
+    """
+
+    def __init__(self, address: Path | str, namespace: str = "default") -> None:
+        self.address = Path(address)
+        self.namespace = scope.validate_identifier(namespace, "namespace")
+        self._channel = grpcutil.channel(self.address)
+        self.content = RemoteContent(self._channel)
+        self.snapshots = RemoteSnapshotter(self._channel, DEFAULT_SNAPSHOTTER)
+        self.images = RemoteImages(self._channel)
+        self.diff = RemoteDiff(self._channel)
+        self.namespaces = RemoteNamespaces(self._channel)
+        self.leases = RemoteLeases(self._channel)
+        self.gc = MetaClient(self._channel)
+        self.introspection = Introspection(self._channel)
+        self._version = vpb_grpc.VersionStub(self._channel)
+        scope.set_scope(self.namespace, "")
+
+    @classmethod
+    async def connect(
+        cls,
+        address: Path | str,
+        namespace: str = "default",
+        *,
+        timeout: float = CONNECT_TIMEOUT,
+    ) -> Client:
+        """A client whose channel is ready; Unavailable when seacand does not answer."""
+        path = Path(address)
+        scope.validate_identifier(namespace, "namespace")
+        await asyncio.to_thread(probe, path)
+        client = cls(path, namespace)
+        try:
+            await asyncio.wait_for(client._channel.channel_ready(), timeout)
+        except TimeoutError:
+            await client.close()
+            raise errors.Unavailable(
+                f"cannot connect to seacand at {path}: no answer within {timeout:g}s"
+            ) from None
+        return client
+
+    def snapshotter(self, name: str) -> RemoteSnapshotter:
+        """The proxy for another snapshotter than overlayfs."""
+        return RemoteSnapshotter(self._channel, name)
+
+    def set_namespace(self, namespace: str) -> None:
+        """Work in ``namespace`` from now on (the current lease is kept)."""
+        self.namespace = scope.validate_identifier(namespace, "namespace")
+        scope.set_scope(self.namespace, scope.lease())
+
+    async def version(self) -> Version:
+        async with grpcutil.native_errors():
+            resp = await self._version.Version(
+                empty_pb2.Empty(), metadata=grpcutil.scope_metadata()
+            )
+        return Version(version=resp.version, revision=resp.revision)
+
+    @contextlib.asynccontextmanager
+    async def lease(
+        self,
+        expire: timedelta | None = LEASE_TTL,
+        *,
+        id: str = "",
+        labels: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[leases.Lease]:
+        """A lease for the block: created, set in the scope, deleted afterwards.
+
+        ``expire`` (label ``containerd.io/gc.expire``) bounds how long the
+        lease outlives a client that dies inside the block.
+        """
+        all_labels = dict(labels or {})
+        if expire is not None:
+            all_labels.update(leases.expire_in(expire))
+        lease = await self.leases.create(id or leases.random_id(), all_labels)
+        before = scope.lease()
+        scope.set_scope(self.namespace, lease.id)
+        try:
+            yield lease
+        finally:
+            scope.set_scope(self.namespace, before)
+            try:
+                await self.leases.delete(lease.id)
+            except errors.SeacanError as e:
+                _log.warning("lease.delete_failed", lease=lease.id, error=str(e))
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+__all__ = ["CONNECT_TIMEOUT", "LEASE_TTL", "Client", "Introspection", "Plugin", "Version", "probe"]

@@ -1,0 +1,48 @@
+"""The images service process: Images and Diff on ``<state>/sockets/images.sock``.
+
+python -m seacan.services.images [flags]
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from seacan import config, grpcutil
+from seacan.content.proxy import RemoteContent
+from seacan.metaclient import MetaClient
+from seacan.services import process
+
+from . import diff_servicer, servicer
+from .apply import Applier
+from .differ import Differ
+from .store import ImageStore, MetaHooks
+
+
+async def serve(cfg: config.Config) -> None:
+    metadata = grpcutil.channel(cfg.service_socket("metadata"))
+    content_ch = grpcutil.channel(cfg.service_socket("content"))
+    store = ImageStore.open(cfg.service_root("images"), MetaHooks(MetaClient(metadata)))
+    remote_content = RemoteContent(content_ch)
+    applier = Applier(remote_content, max_layer_bytes=cfg.limits.max_layer_bytes)
+    differ = Differ(remote_content)
+
+    def _register(server: grpc.aio.Server) -> None:
+        servicer.register(server, store)
+        diff_servicer.register(server, applier, differ)
+
+    try:
+        await grpcutil.serve(
+            cfg.service_socket("images"), _register, [servicer.SERVICE, diff_servicer.SERVICE]
+        )
+    finally:
+        store.close()
+        await content_ch.close(None)
+        await metadata.close(None)
+
+
+def main() -> None:
+    process.run("images", serve)
+
+
+if __name__ == "__main__":
+    main()

@@ -28,6 +28,11 @@ MAX_MESSAGE = 16 << 20
 OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.max_send_message_length", MAX_MESSAGE),
+    # A restarted service is back within a second; reconnect promptly rather
+    # than with gRPC's default back-off (which grows to two minutes).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 _log = log.get("seacan.grpc")

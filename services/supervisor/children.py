@@ -27,10 +27,16 @@ START_TIMEOUT = 30.0
 MAX_BACKOFF = 5.0
 
 
-async def wait_healthy(sock: Path, timeout: float = START_TIMEOUT) -> None:
-    """Until the health service on ``sock`` answers SERVING."""
+async def wait_healthy(
+    sock: Path,
+    timeout: float = START_TIMEOUT,
+    proc: asyncio.subprocess.Process | None = None,
+) -> None:
+    """Until the health service on ``sock`` answers SERVING (or ``proc`` exits)."""
     deadline = time.monotonic() + timeout
     while True:
+        if proc is not None and proc.returncode is not None:
+            raise errors.Unavailable(f"service at {sock} exited with status {proc.returncode}")
         if sock.exists():
             ch = grpcutil.channel(sock)
             try:
@@ -67,7 +73,7 @@ class Child:
         ]
         self.proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
         _log.info("service.spawned", service=self.name, pid=self.proc.pid)
-        await wait_healthy(self.socket)
+        await wait_healthy(self.socket, proc=self.proc)
         self.started.set()
 
     async def supervise(self) -> None:

@@ -312,6 +312,7 @@ class Extractor:
         os.mkdir(name, 0o755, dir_fd=parent_fd)
         st = self._lower_dir(real)
         if st is None:
+            os.chmod(name, 0o755, dir_fd=parent_fd)  # whatever the umask
             return
         if self._chown:
             os.chown(name, st.st_uid, st.st_gid, dir_fd=parent_fd, follow_symlinks=False)

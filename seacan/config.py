@@ -52,13 +52,20 @@ class Config:
     def to_args(self) -> list[str]:
         """Flags that rebuild this config in a child service process."""
         return [
-            "--root", str(self.root),
-            "--state", str(self.state),
-            "--address", str(self.address),
-            "--log-level", self.log_level,
-            "--max-layer-bytes", str(self.limits.max_layer_bytes),
-            "--max-blob-bytes", str(self.limits.max_blob_bytes),
-            "--gc-interval", str(self.gc_interval),
+            "--root",
+            str(self.root),
+            "--state",
+            str(self.state),
+            "--address",
+            str(self.address),
+            "--log-level",
+            self.log_level,
+            "--max-layer-bytes",
+            str(self.limits.max_layer_bytes),
+            "--max-blob-bytes",
+            str(self.limits.max_blob_bytes),
+            "--gc-interval",
+            str(self.gc_interval),
         ]
 
 

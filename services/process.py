@@ -15,8 +15,8 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from seacan import config, errors, log
 

@@ -20,7 +20,7 @@ from seacan.api.services.content.v1 import content_pb2 as pb
 from seacan.api.services.content.v1 import content_pb2_grpc
 from seacan.content import CHUNK, EMPTY_DIGEST, Info, Status
 
-EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
+EOF: Any = grpc.aio.EOF
 
 
 def _info(msg: Any) -> Info:

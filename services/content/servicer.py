@@ -24,7 +24,7 @@ from .store import ContentStore, LocalWriter
 SERVICE = "containerd.services.content.v1.Content"
 LIST_BATCH = 100
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
+Ctx = Any  # grpc.aio.ServicerContext; grpcio ships no types
 
 
 def info_to_pb(info: Info) -> Any:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-from seacan.images.proxy import RemoteImages
-from seacan.snapshots.proxy import RemoteSnapshotter
 
 from seacan import config, grpcutil
 from seacan.content.proxy import RemoteContent
+from seacan.images.proxy import RemoteImages
 from seacan.services import process
+from seacan.snapshots.proxy import RemoteSnapshotter
 
 from .collector import Collector, ImageRoots, PeerOccupancy
 from .db import MetaDB

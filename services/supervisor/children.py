@@ -68,8 +68,12 @@ class Child:
 
     async def spawn(self) -> None:
         argv = [
-            sys.executable, "-m", f"seacan.services.{self.name}",
-            *self.cfg.to_args(), "--parent-pid", str(os.getpid()),
+            sys.executable,
+            "-m",
+            f"seacan.services.{self.name}",
+            *self.cfg.to_args(),
+            "--parent-pid",
+            str(os.getpid()),
         ]
         self.proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
         _log.info("service.spawned", service=self.name, pid=self.proc.pid)

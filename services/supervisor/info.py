@@ -23,7 +23,11 @@ REVISION = "seacan"
 PLUGINS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("io.containerd.content.v1", "content", ()),
     ("io.containerd.snapshotter.v1", "overlayfs", ()),
-    ("io.containerd.metadata.v1", "sqlite", ("io.containerd.content.v1", "io.containerd.snapshotter.v1")),
+    (
+        "io.containerd.metadata.v1",
+        "sqlite",
+        ("io.containerd.content.v1", "io.containerd.snapshotter.v1"),
+    ),
     ("io.containerd.differ.v1", "walking", ("io.containerd.metadata.v1",)),
     ("io.containerd.gc.v1", "scheduler", ("io.containerd.metadata.v1",)),
     ("io.containerd.lease.v1", "manager", ("io.containerd.metadata.v1",)),
@@ -76,7 +80,9 @@ class IntrospectionServicer(ipb_grpc.IntrospectionServicer):
             p = ipb.Plugin(type=ptype, id=pid, requires=list(requires))
             if ptype == "io.containerd.snapshotter.v1":
                 p.platforms.append(
-                    platform_pb2.Platform(os=hp.os, architecture=hp.architecture, variant=hp.variant)
+                    platform_pb2.Platform(
+                        os=hp.os, architecture=hp.architecture, variant=hp.variant
+                    )
                 )
             out.append(p)
         return ipb.PluginsResponse(plugins=out)

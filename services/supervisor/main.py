@@ -77,9 +77,7 @@ async def run(cfg: config.Config) -> None:
             except TimeoutError:
                 raise errors.Unavailable("services did not start; see the log above") from None
             _log.info("seacand.ready", address=str(cfg.address), root=str(cfg.root))
-            await grpcutil.serve(
-                cfg.address, register, [*LOCAL, *routes(cfg)], intercept=False
-            )
+            await grpcutil.serve(cfg.address, register, [*LOCAL, *routes(cfg)], intercept=False)
         finally:
             await router.close()
             await asyncio.gather(*(kid.stop() for kid in kids))
@@ -90,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--root", help="persistent data (default /var/lib/seacan)")
     p.add_argument("--state", help="runtime state (default /run/seacan)")
     p.add_argument("--address", "-a", help="main socket (default <state>/seacan.sock)")
-    p.add_argument("--config", "-c", type=Path, help="TOML config (default /etc/seacan/config.toml)")
+    p.add_argument(
+        "--config", "-c", type=Path, help="TOML config (default /etc/seacan/config.toml)"
+    )
     p.add_argument("--log-level", help="debug, info, warning, error")
     p.add_argument("--max-layer-bytes", type=int, help="refuse layers that expand past this")
     p.add_argument("--max-blob-bytes", type=int, help="refuse blobs larger than this")

@@ -1,6 +1,6 @@
 """The main socket's router: forwards each call, undecoded, to its owner.
 
-A generic handler per method shape (unary/stream × unary/stream) with no
+A generic handler per method shape (unary or stream, each way) with no
 (de)serializers, so request and response bytes pass through untouched.
 Status codes, details and the scope headers travel both ways.
 """
@@ -55,7 +55,9 @@ class Router(grpc.GenericRpcHandler):
         for ch in self._channels.values():
             await ch.close()
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
         svc = method[1:].split("/", 1)[0]
         sock = self._routes.get(svc)
@@ -73,7 +75,9 @@ class Router(grpc.GenericRpcHandler):
         return grpc.stream_stream_rpc_method_handler(self._stream_stream(ch, method))
 
     @staticmethod
-    async def _ready(ch: grpc.aio.Channel, ctx: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
+    async def _ready(
+        ch: grpc.aio.Channel, ctx: grpc.aio.ServicerContext[Any, Any], method: str
+    ) -> None:
         if ch.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY:
             return
         try:
@@ -108,7 +112,9 @@ class Router(grpc.GenericRpcHandler):
     def _unary_stream(self, ch: grpc.aio.Channel, method: str) -> Any:
         mc = ch.unary_stream(method)
 
-        async def handle(req: bytes, ctx: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
+        async def handle(
+            req: bytes, ctx: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[bytes]:
             await self._ready(ch, ctx, method)
             call = mc(req, metadata=_forward_md(ctx), timeout=ctx.time_remaining())
             try:
@@ -124,10 +130,14 @@ class Router(grpc.GenericRpcHandler):
     def _stream_unary(self, ch: grpc.aio.Channel, method: str) -> Any:
         mc = ch.stream_unary(method)
 
-        async def handle(reqs: AsyncIterator[bytes], ctx: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        async def handle(
+            reqs: AsyncIterator[bytes], ctx: grpc.aio.ServicerContext[Any, Any]
+        ) -> bytes:
             await self._ready(ch, ctx, method)
             try:
-                resp: bytes = await mc(reqs, metadata=_forward_md(ctx), timeout=ctx.time_remaining())
+                resp: bytes = await mc(
+                    reqs, metadata=_forward_md(ctx), timeout=ctx.time_remaining()
+                )
                 return resp
             except grpc.aio.AioRpcError as e:
                 await self._fail(ctx, e)

@@ -40,11 +40,12 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from seacan import errors
+from seacan import labels as labels_
 from seacan.oci import Descriptor
 
 CHUNK = 1 << 20  # the size of Write and Read messages, as containerd uses
 EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"").hexdigest()
-MAX_LABEL_BYTES = 4096
+MAX_LABEL_BYTES = labels_.MAX_LABEL_BYTES
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -171,16 +172,8 @@ def validate_digest(digest: str) -> str:
 
 
 def validate_labels(labels: Mapping[str, str]) -> None:
-    """containerd's rule: each key plus value at most 4096 bytes, keys not empty."""
-    for key, value in labels.items():
-        if not key:
-            raise errors.InvalidArgument("label key must not be empty")
-        n = len(key.encode()) + len(value.encode())
-        if n > MAX_LABEL_BYTES:
-            raise errors.InvalidArgument(
-                f"label key and value greater than maximum size ({MAX_LABEL_BYTES} bytes), "
-                f"key: {key[:64]}"
-            )
+    """containerd's label rule (see :mod:`seacan.labels`)."""
+    labels_.validate(labels)
 
 
 async def read_blob(provider: Provider, digest: str) -> bytes:

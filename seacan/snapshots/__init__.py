@@ -67,8 +67,9 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from seacan import errors
+from seacan import labels as labels_
 
-MAX_LABEL_BYTES = 4096
+MAX_LABEL_BYTES = labels_.MAX_LABEL_BYTES
 
 
 class Kind(enum.IntEnum):
@@ -178,15 +179,8 @@ def validate_key(key: str, what: str = "key") -> str:
 
 
 def validate_labels(labels: Mapping[str, str]) -> None:
-    """containerd's rule: each key plus value at most 4096 bytes, keys not empty."""
-    for key, value in labels.items():
-        if not key:
-            raise errors.InvalidArgument("label key must not be empty")
-        if len(key.encode()) + len(value.encode()) > MAX_LABEL_BYTES:
-            raise errors.InvalidArgument(
-                f"label key and value greater than maximum size ({MAX_LABEL_BYTES} bytes), "
-                f"key: {key[:64]}"
-            )
+    """containerd's label rule (see :mod:`seacan.labels`)."""
+    labels_.validate(labels)
 
 
 def filter_fields(info: Info) -> dict[str, str]:

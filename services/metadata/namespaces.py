@@ -8,25 +8,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from seacan import errors, filters, log, scope
+from seacan import labels as labels_
 from seacan.namespaces import Namespace
 
 from .db import MetaDB
 
 _log = log.get(__name__)
 
-MAX_LABEL_BYTES = 4096
+MAX_LABEL_BYTES = labels_.MAX_LABEL_BYTES
 
 
 def validate_labels(labels: Mapping[str, str], what: str) -> None:
-    """containerd's rule: each key plus value at most 4096 bytes, keys not empty."""
-    for key, value in labels.items():
-        if not key:
-            raise errors.InvalidArgument(f"{what}: label key must not be empty")
-        if len(key.encode()) + len(value.encode()) > MAX_LABEL_BYTES:
-            raise errors.InvalidArgument(
-                f"{what}: label key and value greater than maximum size "
-                f"({MAX_LABEL_BYTES} bytes), key: {key[:10]}"
-            )
+    """containerd's label rule (see :mod:`seacan.labels`)."""
+    labels_.validate(labels, what)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from seacan.content import Info
+from seacan.services import sqlite
 
 _md = sa.MetaData()
 
@@ -51,22 +52,12 @@ def _info(row: Any) -> Info:
     )
 
 
-def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
-
-
 class ContentDB:
     """Per-namespace blob records in ``meta.db``."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._engine = sa.create_engine(f"sqlite:///{path}")
-        sa.event.listen(self._engine, "connect", _on_connect)
-        _md.create_all(self._engine)
+        self._engine = sqlite.open_engine(path, _md)
 
     def close(self) -> None:
         self._engine.dispose()

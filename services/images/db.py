@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from seacan import errors, scope
 from seacan.images import Image
 from seacan.oci import Descriptor
+from seacan.services import sqlite
 
 _md = sa.MetaData()
 
@@ -73,14 +74,6 @@ def _values(image: Image) -> dict[str, Any]:
     }
 
 
-def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
-
-
 def _quote(name: str) -> str:
     return json.dumps(name, ensure_ascii=False)
 
@@ -94,9 +87,7 @@ class ImageDB:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._engine = sa.create_engine(f"sqlite:///{path}")
-        sa.event.listen(self._engine, "connect", _on_connect)
-        _md.create_all(self._engine)
+        self._engine = sqlite.open_engine(path, _md)
 
     def close(self) -> None:
         self._engine.dispose()

@@ -14,12 +14,14 @@ import asyncio
 import grpc
 
 from seacan import config, grpcutil
+from seacan.containers.proxy import RemoteContainers
 from seacan.content.proxy import RemoteContent
 from seacan.images.proxy import RemoteImages
 from seacan.services import process
 from seacan.snapshots.proxy import RemoteSnapshotter
 
 from .collector import Collector, ImageRoots, PeerOccupancy
+from .containers_roots import ContainerRoots
 from .db import MetaDB
 from .leases import LeaseStore
 from .namespaces import NamespaceStore
@@ -30,7 +32,7 @@ async def serve(cfg: config.Config) -> None:
     db = MetaDB(cfg.service_root("metadata") / "meta.db")
     channels = {
         name: grpcutil.channel(cfg.service_socket(name))
-        for name in ("content", "snapshots", "images")
+        for name in ("content", "snapshots", "images", "containers")
     }
     content = RemoteContent(channels["content"])
     snapshotters = {
@@ -39,9 +41,11 @@ async def serve(cfg: config.Config) -> None:
         )
     }
     images = RemoteImages(channels["images"])
-    # Root sources: images now; containers join when the containers service exists.
-    collector = Collector(db, content, snapshotters, [ImageRoots(images)])
-    namespaces = NamespaceStore(db, PeerOccupancy(content, snapshotters, images))
+    containers = RemoteContainers(channels["containers"])
+    collector = Collector(
+        db, content, snapshotters, [ImageRoots(images), ContainerRoots(containers)]
+    )
+    namespaces = NamespaceStore(db, PeerOccupancy(content, snapshotters, images, containers))
     leases = LeaseStore(db, collector.collect)
 
     def _register(server: grpc.aio.Server) -> None:

@@ -155,21 +155,34 @@ class ImageRoots:
 # -- occupancy (for Namespaces.Delete) -----------------------------------------
 
 
+class ListPeer(Protocol):
+    """Anything that lists objects in the current namespace (containers)."""
+
+    def list(self, filters: Sequence[str] = ...) -> Listing[object]: ...
+
+
 class PeerOccupancy:
     """:class:`.namespaces.Occupancy` by asking the other services."""
 
     def __init__(
-        self, content: ContentPeer, snapshotters: Mapping[str, SnapshotPeer], images: ImagePeer
+        self,
+        content: ContentPeer,
+        snapshotters: Mapping[str, SnapshotPeer],
+        images: ImagePeer,
+        containers: ListPeer | None = None,
     ) -> None:
         self._content = content
         self._snapshotters = snapshotters
         self._images = images
+        self._containers = containers
 
     async def kinds(self, namespace: str, /) -> builtins.list[str]:
         out: builtins.list[str] = []
         with scoped(namespace):
             if await has_any(self._images.list()):
                 out.append("images")
+            if self._containers is not None and await has_any(self._containers.list()):
+                out.append("containers")
             if await has_any(self._content.list()):
                 out.append("blobs")
             for name, snapshotter in sorted(self._snapshotters.items()):

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from seacan import errors
 from seacan.leases import Lease, Resource
+from seacan.services import sqlite
 
 SCHEMA_VERSION = 1
 
@@ -67,14 +68,6 @@ def _now() -> int:
     return _us(datetime.now(UTC))
 
 
-def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
-
-
 def _lease(row: Any) -> Lease:
     return Lease(id=row.id, created_at=_dt(row.created_at), labels=json.loads(row.labels))
 
@@ -84,9 +77,7 @@ class MetaDB:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._engine = sa.create_engine(f"sqlite:///{path}")
-        sa.event.listen(self._engine, "connect", _on_connect)
-        _md.create_all(self._engine)
+        self._engine = sqlite.open_engine(path, _md)
         with self._engine.begin() as c:
             version = c.exec_driver_sql("PRAGMA user_version").scalar_one()
             if version == 0:

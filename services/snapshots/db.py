@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from seacan import errors, scope
+from seacan.services import sqlite
 from seacan.snapshots import Info, Kind, Usage
 
 _md = sa.MetaData()
@@ -100,14 +101,6 @@ def _record(row: Any) -> Record:
     )
 
 
-def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
-
-
 def _where(ns: str, key: str) -> sa.ColumnElement[bool]:
     return sa.and_(snapshots.c.namespace == ns, snapshots.c.key == key)
 
@@ -122,9 +115,7 @@ class SnapshotDB:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._engine = sa.create_engine(f"sqlite:///{path}")
-        sa.event.listen(self._engine, "connect", _on_connect)
-        _md.create_all(self._engine)
+        self._engine = sqlite.open_engine(path, _md)
 
     def close(self) -> None:
         self._engine.dispose()

@@ -29,6 +29,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "content": ("containerd.services.content.v1.Content",),
     "snapshots": ("containerd.services.snapshots.v1.Snapshots",),
     "images": ("containerd.services.images.v1.Images", "containerd.services.diff.v1.Diff"),
+    "containers": ("containerd.services.containers.v1.Containers",),
 }
 LOCAL = (
     "containerd.services.version.v1.Version",

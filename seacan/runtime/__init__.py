@@ -1,0 +1,1 @@
+"""The OCI runtime spec: Docker's defaults, converted once at the edge."""

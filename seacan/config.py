@@ -20,7 +20,7 @@ DEFAULT_CONFIG = Path("/etc/seacan/config.toml")
 DEFAULT_SNAPSHOTTER = "overlayfs"
 
 # The services seacand starts, in start order.
-SERVICES = ("metadata", "content", "snapshots", "images", "containers")
+SERVICES = ("metadata", "content", "snapshots", "images", "containers", "tasks")
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "snapshots": ("containerd.services.snapshots.v1.Snapshots",),
     "images": ("containerd.services.images.v1.Images", "containerd.services.diff.v1.Diff"),
     "containers": ("containerd.services.containers.v1.Containers",),
+    "tasks": ("containerd.services.tasks.v1.Tasks", "containerd.services.events.v1.Events"),
 }
 LOCAL = (
     "containerd.services.version.v1.Version",

@@ -1,0 +1,312 @@
+"""The task manager: one shim per task, found again after a restart.
+
+containerd's runtime v2 manager in Python. ``create`` makes the bundle,
+starts the shim binary (``start``), connects over ttrpc and asks the shim to
+create the task; every later call goes to that shim. ``load`` runs at start:
+it walks the bundles, reconnects to every shim in parallel with short
+deadlines, and cleans up after a shim that is gone (``delete`` subcommand,
+then TaskExit and TaskDelete with the status it reports, or 255).
+
+Events about tasks (TaskCreate, TaskStart, TaskExit, TaskDelete, exec
+events) are published by the shims themselves; the manager publishes only
+for a shim that died (as containerd's ``cleanupAfterDeadShim``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from google.protobuf import any_pb2, empty_pb2
+from google.protobuf.message import Message
+
+from seacan import errors, grpcutil, log, scope
+from seacan.api.events import task_pb2 as epb
+from seacan.api.runtime.task.v2 import shim_pb2 as spb
+from seacan.api.types import mount_pb2
+from seacan.api.types.task import task_pb2 as tpb
+from seacan.containers import Container
+from seacan.events import TASK_DELETE, TASK_EXIT, Envelope, any_of
+
+from . import shim_client
+from .bundle import Bundle, walk
+from .events import Exchange
+from .shim_client import Cmdline, LogReader, ShimClient
+
+R = TypeVar("R", bound=Message)
+
+CONNECT_TIMEOUT = 2.0  # dialling a shim's socket on load
+LOAD_TIMEOUT = 5.0  # Connect on load (io.containerd.timeout.shim.load)
+SHUTDOWN_TIMEOUT = 3.0
+DEAD_SHIM_STATUS = 255
+
+_log = log.get("seacan.tasks")
+
+RUNNING_STATES = (tpb.RUNNING, tpb.PAUSED, tpb.PAUSING)
+
+
+class ContainerLookup(Protocol):
+    async def get(self, id: str, /) -> Container: ...
+
+
+@dataclass(slots=True)
+class Task:
+    bundle: Bundle
+    binary: str
+    shim: ShimClient
+    pid: int
+    logs: LogReader | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def id(self) -> str:
+        return self.bundle.id
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOptions:
+    rootfs: Sequence[mount_pb2.Mount] = ()
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    terminal: bool = False
+    options: any_pb2.Any | None = None
+    runtime_path: str = ""
+
+
+class TaskManager:
+    def __init__(
+        self,
+        state: Path,
+        root: Path,
+        containers: ContainerLookup,
+        cmdline: Cmdline,
+        exchange: Exchange,
+    ) -> None:
+        self._state = state
+        self._root = root
+        self._containers = containers
+        self._cmdline = cmdline
+        self._exchange = exchange
+        self._tasks: dict[tuple[str, str], Task] = {}
+        self._creating: set[tuple[str, str]] = set()
+
+    # -- lookup ------------------------------------------------------------------
+
+    def get(self, id: str) -> Task:
+        """The task of container ``id`` in the request's namespace."""
+        task = self._tasks.get((scope.namespace_required(), id))
+        if task is None:
+            raise errors.NotFound(f"task {id} not found")
+        return task
+
+    def all(self) -> list[Task]:
+        ns = scope.namespace_required()
+        return [t for (n, _), t in sorted(self._tasks.items()) if n == ns]
+
+    async def call(
+        self, id: str, method: str, req: Message, resp: type[R], timeout: float | None = None
+    ) -> R:
+        """Call the shim of task ``id``."""
+        return await self.get(id).shim.call(method, req, resp, timeout)
+
+    async def state(self, id: str, exec_id: str = "") -> spb.StateResponse:
+        return await self.call(
+            id,
+            "State",
+            spb.StateRequest(id=id, exec_id=exec_id),
+            spb.StateResponse,
+            shim_client.STATE_TIMEOUT,
+        )
+
+    # -- create / delete -----------------------------------------------------------
+
+    async def create(self, id: str, opts: CreateOptions) -> int:
+        ns = scope.namespace_required()
+        scope.validate_identifier(id, "container id")
+        key = (ns, id)
+        if key in self._tasks or key in self._creating:
+            raise errors.AlreadyExists(f"task {id}: already exists")
+        self._creating.add(key)
+        try:
+            container = await self._containers.get(id)
+            task = await self._create(ns, container, opts)
+            self._tasks[key] = task
+            return task.pid
+        finally:
+            self._creating.discard(key)
+
+    async def _create(self, ns: str, container: Container, opts: CreateOptions) -> Task:
+        binary = shim_client.resolve_binary(opts.runtime_path or container.runtime.name)
+        if container.spec is None:
+            raise errors.InvalidArgument(f"container {container.id}: no spec")
+        options = opts.options
+        if options is None and container.runtime.options is not None:
+            o = container.runtime.options
+            options = any_pb2.Any(type_url=o.type_url, value=o.value)
+        bundle = Bundle.at(self._state, self._root, ns, container.id)
+        bundle.create(container.spec.value)
+        logs = LogReader(bundle)
+        shim: ShimClient | None = None
+        try:
+            bundle.write_shim_binary(binary)
+            stdin = options.SerializeToString() if options is not None else b""
+            address = await shim_client.start(binary, bundle, self._cmdline, stdin)
+            bundle.write_address(address)
+            shim = await ShimClient.connect(address, ns)
+            req = spb.CreateTaskRequest(
+                id=container.id,
+                bundle=str(bundle.path),
+                rootfs=list(opts.rootfs),
+                terminal=opts.terminal,
+                stdin=opts.stdin,
+                stdout=opts.stdout,
+                stderr=opts.stderr,
+            )
+            if opts.options is not None:
+                req.options.CopyFrom(opts.options)
+            created = await shim.call("Create", req, spb.CreateTaskResponse)
+            await shim.call("Connect", spb.ConnectRequest(id=container.id), spb.ConnectResponse)
+            _log.info("task.created", namespace=ns, task=container.id, pid=created.pid)
+            return Task(bundle, binary, shim, created.pid, logs)
+        except BaseException:
+            await self._abandon(bundle, binary, shim, logs)
+            raise
+
+    async def _abandon(
+        self, bundle: Bundle, binary: str, shim: ShimClient | None, logs: LogReader | None
+    ) -> None:
+        """Undo a failed create: stop the shim, let it clean up, remove the bundle."""
+        with contextlib.suppress(Exception):
+            if shim is not None:
+                await self._shutdown(bundle.id, shim)
+            if bundle.address:
+                await shim_client.delete(binary, bundle, self._cmdline)
+        if logs is not None:
+            logs.close()
+        bundle.remove()
+
+    async def _shutdown(self, id: str, shim: ShimClient) -> None:
+        with contextlib.suppress(errors.SeacanError):
+            await shim.call(
+                "Shutdown", spb.ShutdownRequest(id=id), empty_pb2.Empty, SHUTDOWN_TIMEOUT
+            )
+        await shim.close()
+
+    async def delete(self, id: str) -> spb.DeleteResponse:
+        """Delete a stopped (or never started) task and its shim."""
+        ns = scope.namespace_required()
+        task = self.get(id)
+        async with task.lock:
+            if self._tasks.get((ns, id)) is not task:
+                raise errors.NotFound(f"task {id} not found")
+            vanished = False
+            try:
+                st = await self.state(id)
+                if st.status in RUNNING_STATES:
+                    name = tpb.Status.Name(st.status).lower()
+                    raise errors.FailedPrecondition(f"task must be stopped before deletion: {name}")
+                resp = await task.shim.call("Delete", spb.DeleteRequest(id=id), spb.DeleteResponse)
+            except (errors.Unavailable, errors.DeadlineExceeded) as e:
+                if not task.shim.closed and isinstance(e, errors.DeadlineExceeded):
+                    raise
+                vanished = True
+                resp = await self._cleanup_dead(task.bundle, task.binary, publish=False)
+            if not vanished:
+                await self._shutdown(id, task.shim)
+            else:
+                await task.shim.close()
+            if task.logs is not None:
+                task.logs.close()
+            task.bundle.remove()
+            del self._tasks[(ns, id)]
+            _log.info("task.deleted", namespace=ns, task=id, exit_status=resp.exit_status)
+            return resp
+
+    async def _cleanup_dead(
+        self, bundle: Bundle, binary: str, *, publish: bool
+    ) -> spb.DeleteResponse:
+        """``<shim> delete`` for a shim that is gone; TaskExit + TaskDelete when asked."""
+        try:
+            if not binary:
+                raise errors.NotFound("no shim binary recorded")
+            resp = await shim_client.delete(binary, bundle, self._cmdline)
+        except errors.SeacanError as e:
+            _log.warning("task.cleanup_failed", task=bundle.id, error=str(e))
+            resp = spb.DeleteResponse(exit_status=DEAD_SHIM_STATUS)
+            resp.exited_at.FromDatetime(datetime.now(UTC))
+        if publish:
+            self._publish(
+                bundle.namespace,
+                TASK_EXIT,
+                epb.TaskExit(
+                    container_id=bundle.id,
+                    id=bundle.id,
+                    pid=resp.pid,
+                    exit_status=resp.exit_status,
+                    exited_at=resp.exited_at,
+                ),
+            )
+            self._publish(
+                bundle.namespace,
+                TASK_DELETE,
+                epb.TaskDelete(
+                    container_id=bundle.id,
+                    pid=resp.pid,
+                    exit_status=resp.exit_status,
+                    exited_at=resp.exited_at,
+                ),
+            )
+        return resp
+
+    def _publish(self, ns: str, topic: str, msg: Message) -> None:
+        self._exchange.deliver(Envelope(grpcutil.now(), ns, topic, any_of(msg)))
+
+    # -- restart -------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Reconnect to every shim with a bundle, in parallel; clean up the dead."""
+        bundles = list(walk(self._state, self._root))
+        if not bundles:
+            return
+        results = await asyncio.gather(*(self._load_one(b) for b in bundles))
+        alive = sum(1 for r in results if r)
+        _log.info("tasks.loaded", alive=alive, cleaned=len(bundles) - alive)
+
+    async def _load_one(self, bundle: Bundle) -> bool:
+        binary = bundle.shim_binary
+        address = bundle.address
+        shim: ShimClient | None = None
+        try:
+            if not address:
+                raise errors.NotFound("no shim address")
+            async with asyncio.timeout(LOAD_TIMEOUT):
+                shim = await ShimClient.connect(address, bundle.namespace, CONNECT_TIMEOUT)
+                conn = await shim.call(
+                    "Connect", spb.ConnectRequest(id=bundle.id), spb.ConnectResponse
+                )
+        except (errors.SeacanError, TimeoutError) as e:
+            _log.warning("task.shim_dead", namespace=bundle.namespace, task=bundle.id, error=str(e))
+            if shim is not None:
+                await shim.close()
+            if address or binary:
+                await self._cleanup_dead(bundle, binary, publish=bool(address))
+            bundle.remove()
+            return False
+        task = Task(bundle, binary, shim, conn.task_pid, LogReader(bundle))
+        self._tasks[(bundle.namespace, bundle.id)] = task
+        _log.info("task.reconnected", namespace=bundle.namespace, task=bundle.id, pid=conn.task_pid)
+        return True
+
+    async def close(self) -> None:
+        """Drop the connections (the shims and their tasks keep running)."""
+        for task in self._tasks.values():
+            if task.logs is not None:
+                task.logs.close()
+            await task.shim.close()
+        self._tasks.clear()

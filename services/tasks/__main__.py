@@ -35,7 +35,15 @@ async def serve(cfg: config.Config) -> None:
     containers = grpcutil.channel(cfg.service_socket("containers"))
     exchange = Exchange()
     ttrpc_address = f"{cfg.address}.ttrpc"
-    cmdline = Cmdline(str(cfg.address), ttrpc_address, publish_binary())
+    cmdline = Cmdline(
+        str(cfg.address),
+        ttrpc_address,
+        publish_binary(),
+        shim_env=(
+            ("SEACAN_SHIM_SOCKET_DIR", str(cfg.state / "s")),
+            ("SEACAN_RUNC_ROOT", str(cfg.state / "runc")),
+        ),
+    )
     manager = TaskManager(cfg.state, cfg.root, RemoteContainers(containers), cmdline, exchange)
     events_server = ttrpc.Server()
     events_servicer.register_ttrpc(events_server, exchange)

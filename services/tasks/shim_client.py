@@ -73,6 +73,9 @@ class Cmdline:
     address: str  # the main gRPC socket
     ttrpc_address: str  # where shims forward events
     publish_binary: str
+    # seacan's own shim keeps its socket and runc state under the daemon's
+    # state directory (other shims ignore these variables).
+    shim_env: tuple[tuple[str, str], ...] = ()
 
     def argv(self, binary: str, bundle: Bundle, action: str) -> list[str]:
         argv = [binary, "-namespace", bundle.namespace, "-address", self.address]
@@ -82,7 +85,9 @@ class Cmdline:
         return [*argv, action]
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "TTRPC_ADDRESS": self.ttrpc_address, "GOMAXPROCS": "2"}
+        env = {**os.environ, "TTRPC_ADDRESS": self.ttrpc_address, "GOMAXPROCS": "2"}
+        env.update(self.shim_env)
+        return env
 
 
 async def _run(

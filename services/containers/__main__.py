@@ -8,6 +8,7 @@ from __future__ import annotations
 import grpc
 
 from seacan import config, grpcutil
+from seacan.events.proxy import RemoteEvents
 from seacan.metaclient import MetaClient
 from seacan.services import process
 
@@ -17,7 +18,10 @@ from .store import ContainerStore
 
 async def serve(cfg: config.Config) -> None:
     metadata = grpcutil.channel(cfg.service_socket("metadata"))
-    store = ContainerStore.open(cfg.service_root("containers"), MetaClient(metadata))
+    events = grpcutil.channel(cfg.service_socket("tasks"))
+    store = ContainerStore.open(
+        cfg.service_root("containers"), MetaClient(metadata), RemoteEvents(events)
+    )
 
     def _register(server: grpc.aio.Server) -> None:
         servicer.register(server, store)
@@ -27,6 +31,7 @@ async def serve(cfg: config.Config) -> None:
     finally:
         store.close()
         await metadata.close(None)
+        await events.close(None)
 
 
 def main() -> None:

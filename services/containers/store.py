@@ -25,7 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+
 from seacan import errors, filters, log, scope
+from seacan.api.events import container_pb2 as events_pb
 from seacan.containers import AnyValue, Container
 
 from .db import ContainerDB
@@ -48,6 +52,22 @@ class NoHooks:
 
     async def ensure_namespace(self, namespace: str, /) -> None:
         return None
+
+
+class Publisher(Protocol):
+    """Where container events go (the events service; ``seacan.events.proxy``)."""
+
+    async def publish(self, topic: str, event: Message, /) -> None: ...
+
+
+async def _publish(publisher: Publisher | None, topic: str, event: Message) -> None:
+    """Events are best effort: a missing events service never fails the change."""
+    if publisher is None:
+        return
+    try:
+        await publisher.publish(topic, event)
+    except errors.SeacanError as e:
+        _log.warning("container.publish_failed", topic=topic, error=str(e))
 
 
 def _q(s: str) -> str:
@@ -155,13 +175,14 @@ def _lookup(c: Container) -> filters.Lookup:
 class ContainerStore:
     """The local :class:`seacan.containers.ContainerStore` (passes the testsuite)."""
 
-    def __init__(self, db: ContainerDB, hooks: Hooks) -> None:
+    def __init__(self, db: ContainerDB, hooks: Hooks, publisher: Publisher | None = None) -> None:
+        self._publisher = publisher
         self._db = db
         self._hooks = hooks
 
     @classmethod
-    def open(cls, root: Path, hooks: Hooks) -> ContainerStore:
-        return cls(ContainerDB(root / "meta.db"), hooks)
+    def open(cls, root: Path, hooks: Hooks, publisher: Publisher | None = None) -> ContainerStore:
+        return cls(ContainerDB(root / "meta.db"), hooks, publisher)
 
     def close(self) -> None:
         self._db.close()
@@ -201,6 +222,16 @@ class ContainerStore:
             image=record.image,
             runtime=record.runtime.name,
         )
+        opts = record.runtime.options
+        event = events_pb.ContainerCreate(
+            id=record.id,
+            image=record.image,
+            runtime=events_pb.ContainerCreate.Runtime(
+                name=record.runtime.name,
+                options=any_pb2.Any(type_url=opts.type_url, value=opts.value) if opts else None,
+            ),
+        )
+        await _publish(self._publisher, "/containers/create", event)
         return record
 
     async def update(self, container: Container, fieldpaths: Sequence[str] = ()) -> Container:
@@ -210,9 +241,14 @@ class ContainerStore:
         now = _now()
         result = self._db.update(container.id, lambda cur: updated(cur, container, fieldpaths, now))
         _log.info("container.updated", namespace=ns, id=container.id, fields=list(fieldpaths))
+        event = events_pb.ContainerUpdate(
+            id=result.id, image=result.image, labels=result.labels, snapshot_key=result.snapshot_key
+        )
+        await _publish(self._publisher, "/containers/update", event)
         return result
 
     async def delete(self, id: str) -> None:
         ns = scope.namespace_required()
         self._db.delete(id)
         _log.info("container.deleted", namespace=ns, id=id)
+        await _publish(self._publisher, "/containers/delete", events_pb.ContainerDelete(id=id))

@@ -138,8 +138,15 @@ def test_events_in_order(ready: dm.Seacand, ns: str) -> None:
     finally:
         ev.terminate()
         out, _ = ev.communicate(timeout=10)
-    topics = [t for t in re.findall(r" (/tasks/\S+) ", out) if "ev1" in out]
-    assert topics[:4] == ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"], out
+    topics = re.findall(r" (/(?:tasks|containers)/\S+) ", out)
+    assert topics == [
+        "/containers/create",
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exit",
+        "/tasks/delete",
+        "/containers/delete",
+    ], out
 
 
 def test_run_with_terminal(ready: dm.Seacand, ns: str) -> None:

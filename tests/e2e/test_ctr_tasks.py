@@ -234,3 +234,44 @@ def test_restart_keeps_containers(
         # and the reconnected shims still obey
         d.ctr_ok("tasks", "kill", "-s", "SIGKILL", "r0", ns=ns)
         wait_status(d, ns, "r0", "STOPPED")
+
+
+def _ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def test_dead_shim_is_cleaned_up_on_restart(
+    seacand: dm.Seacand, ns: str, busybox_oci: im.Archive
+) -> None:
+    """A shim that died while seacand was down: its task is deleted, its process gone."""
+    d = seacand
+    d.ctr_ok("images", "import", busybox_oci.path, ns=ns)
+    with cleanup(d, ns):
+        d.ctr_ok(
+            "run",
+            "--runtime",
+            "io.containerd.seacan.v2",
+            "-d",
+            IMAGE,
+            "orphan",
+            "sleep",
+            "1000",
+            ns=ns,
+        )
+        pid = int(wait_status(d, ns, "orphan", "RUNNING")["PID"])
+        shim = _ppid(pid)
+        assert "seacan" in " ".join(dm.cmdline(shim)), dm.cmdline(shim)
+
+        d.kill9()
+        os.kill(shim, 9)
+        d.start()
+
+        deadline = time.monotonic() + 15
+        while "orphan" in tasks(d, ns) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "orphan" not in tasks(d, ns)
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pid}").exists(), "the container outlived its cleaned-up shim"
+        d.ctr_ok("containers", "rm", "orphan", ns=ns)

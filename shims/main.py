@@ -60,6 +60,10 @@ LISTEN_FD = 3
 PR_SET_CHILD_SUBREAPER = 36
 UNKNOWN_EXIT = 137
 SHUTDOWN_FLUSH = 2.0
+TEMPLATE_ENV = "SEACAN_SHIM_TEMPLATE"
+
+# Called once the serving shim accepts connections (the template's readiness report).
+on_serving: Callable[[], None] | None = None
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -111,16 +115,18 @@ def cmd_start(args: argparse.Namespace) -> int:
     sock.bind(path)
     sock.listen(128)
     Path("address").write_text(address)
+    serve_argv = ["-namespace", args.namespace, "-id", args.id, "-address", args.address]
+    serve_argv += ["-publish-binary", args.publish_binary]
+    if args.debug:
+        serve_argv.append("-debug")
+    if _start_from_template(sock, serve_argv, args):
+        sys.stdout.write(address)
+        return 0
     if sock.fileno() != LISTEN_FD:
         os.dup2(sock.fileno(), LISTEN_FD, inheritable=False)
-    argv = [sys.executable, "-m", "seacan.shims.main"]
-    argv += ["-namespace", args.namespace, "-id", args.id, "-address", args.address]
-    argv += ["-publish-binary", args.publish_binary]
-    if args.debug:
-        argv.append("-debug")
     try:
         subprocess.Popen(
-            argv,
+            [sys.executable, "-m", "seacan.shims.main", *serve_argv],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -134,6 +140,23 @@ def cmd_start(args: argparse.Namespace) -> int:
         return 1
     sys.stdout.write(address)
     return 0
+
+
+def _start_from_template(
+    sock: socket.socket, serve_argv: list[str], args: argparse.Namespace
+) -> bool:
+    """Fork the serving shim from the template named by ``SEACAN_SHIM_TEMPLATE``, if it answers."""
+    path = os.environ.get(TEMPLATE_ENV, "")
+    if not path or not os.path.exists(path):
+        return False
+    from seacan.shims import template  # only the start path needs it
+
+    try:
+        template.request(path, sock.fileno(), serve_argv, args.namespace, args.id)
+    except (OSError, ValueError, KeyError, template.TemplateError) as e:
+        print(f"seacan shim: template {path}: {e}; spawning", file=sys.stderr)
+        return False
+    return True
 
 
 # --- delete ---------------------------------------------------------------------
@@ -284,6 +307,8 @@ async def serve(args: argparse.Namespace, listener: socket.socket) -> None:
     server = ttrpc.Server()
     TaskService(tasks, done.set).register(server)
     await server.serve_socket(listener)
+    if on_serving is not None:
+        on_serving()
     _log.info("shim.serving", id=args.id, namespace=args.namespace, pid=os.getpid())
     await done.wait()
     _log.info("shim.shutdown", id=args.id, containers=len(tasks.containers))

@@ -23,7 +23,7 @@ from seacan.services import process
 from . import events_servicer, servicer
 from .events import Exchange
 from .manager import TaskManager
-from .shim_client import Cmdline
+from .shim_client import Cmdline, ShimTemplate
 
 
 def publish_binary() -> str:
@@ -35,6 +35,8 @@ async def serve(cfg: config.Config) -> None:
     containers = grpcutil.channel(cfg.service_socket("containers"))
     exchange = Exchange()
     ttrpc_address = f"{cfg.address}.ttrpc"
+    template = ShimTemplate(cfg.state / "shim-template.sock")
+    template.start()
     cmdline = Cmdline(
         str(cfg.address),
         ttrpc_address,
@@ -42,6 +44,7 @@ async def serve(cfg: config.Config) -> None:
         shim_env=(
             ("SEACAN_SHIM_SOCKET_DIR", str(cfg.state / "s")),
             ("SEACAN_RUNC_ROOT", str(cfg.state / "runc")),
+            template.env(),
         ),
     )
     manager = TaskManager(cfg.state, cfg.root, RemoteContainers(containers), cmdline, exchange)
@@ -66,6 +69,7 @@ async def serve(cfg: config.Config) -> None:
     finally:
         await events_server.close()
         await manager.close()
+        await template.close()
         await containers.close(None)
 
 

@@ -122,6 +122,69 @@ async def _run(
     return out, err
 
 
+class ShimTemplate:
+    """The shim template (``seacan.shims.template``) as a child of this service.
+
+    Restarted when it dies; it dies with this process (PR_SET_PDEATHSIG),
+    while the shims it forked are detached and keep running.
+    """
+
+    RESTART_DELAY = 0.2
+    MAX_RESTART_DELAY = 5.0
+
+    def __init__(self, socket: Path) -> None:
+        self.socket = socket
+        self.pid = 0
+        self._task: asyncio.Task[None] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+
+    def env(self) -> tuple[str, str]:
+        """The shims' ``SEACAN_SHIM_TEMPLATE`` entry."""
+        return ("SEACAN_SHIM_TEMPLATE", str(self.socket))
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        argv = [sys.executable, "-m", "seacan.shims.template", "--socket", str(self.socket)]
+        argv += ["--parent-pid", str(os.getpid())]
+        delay = self.RESTART_DELAY
+        while True:
+            started = asyncio.get_running_loop().time()
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL
+                )
+            except OSError as e:
+                _log.error("shim_template.spawn_failed", error=str(e))
+            else:
+                self.pid = self._proc.pid
+                _log.info("shim_template.started", pid=self.pid, socket=str(self.socket))
+                code = await self._proc.wait()
+                _log.warning("shim_template.exited", pid=self.pid, code=code)
+            if asyncio.get_running_loop().time() - started > 10 * self.MAX_RESTART_DELAY:
+                delay = self.RESTART_DELAY
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.MAX_RESTART_DELAY)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(2.0):
+                    await proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+
 def parse_address(out: bytes) -> str:
     """The address a shim printed: ``unix://...`` (1.6) or the 1.7 JSON bootstrap."""
     text = out.decode(errors="replace").strip()

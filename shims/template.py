@@ -1,0 +1,292 @@
+"""The shim template (a zygote): serving shims are forked from it, not exec'd.
+
+python -m seacan.shims.template --socket PATH [--parent-pid PID]
+
+The tasks service runs one template per daemon (``<state>/shim-template.sock``;
+shims find it through ``SEACAN_SHIM_TEMPLATE``). It imports everything a
+serving shim needs (protobuf, the generated messages, :mod:`seacan.ttrpc`,
+``seacan.shims.*``), freezes the garbage collector's view of that heap, then
+accepts requests in a plain blocking loop (no asyncio, no threads: forking
+is only safe from a single-threaded process without an event loop).
+
+A request, from ``containerd-shim-seacan-v2 start`` (:func:`request`), is one
+``sendmsg``: a 4-byte big-endian length, a JSON header ``{"argv", "env",
+"cwd", "namespace", "id"}``, and two descriptors with ``SCM_RIGHTS``: the
+shim's bound listening socket and the write end of a result pipe. The
+template forks; the child starts a new session and forks the serving shim,
+sends ``{"pid": N}`` back on the connection and exits, so the shim is
+reparented to init (or the nearest subreaper) and outlives the template.
+The shim resets signals, environment and descriptors (the listener becomes
+fd 3, as in a spawned shim), writes ``ready`` into the result pipe once it
+serves, and runs :func:`seacan.shims.main.main` with a fresh event loop.
+
+The template dies with its parent (PR_SET_PDEATHSIG); shims do not, as the
+death signal is not inherited across fork. It never imports grpcio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+# No collections while the shared heap is built: a collection frees objects
+# and leaves holes in pages the shims would then fill (and so copy).
+gc.disable()
+
+from seacan import log  # noqa: E402
+from seacan.shims import main as shim_main  # noqa: E402  (preloads all a serving shim imports)
+
+TEMPLATE_ENV = "SEACAN_SHIM_TEMPLATE"
+PR_SET_PDEATHSIG = 1
+HEADER = struct.Struct(">I")
+MAX_HEADER = 1 << 20
+REQUEST_TIMEOUT = 5.0
+READY = b"ready\n"
+
+_log = log.get("seacan.shims.template")
+
+
+# --- client side (the `start` process) -----------------------------------------
+
+
+class TemplateError(Exception):
+    """The template could not start a shim (the caller falls back to a spawn)."""
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            raise TemplateError("connection closed")
+        buf += chunk
+    return buf
+
+
+def _read_reply(conn: socket.socket) -> dict[str, Any]:
+    (size,) = HEADER.unpack(_recv_exact(conn, HEADER.size))
+    if size > MAX_HEADER:
+        raise TemplateError(f"reply too large ({size} bytes)")
+    reply = json.loads(_recv_exact(conn, size))
+    if not isinstance(reply, dict):
+        raise TemplateError(f"bad reply {reply!r}")
+    return reply
+
+
+def _send(conn: socket.socket, obj: object, fds: Sequence[int] = ()) -> None:
+    body = json.dumps(obj).encode()
+    data = HEADER.pack(len(body)) + body
+    sent = socket.send_fds(conn, [data], list(fds)) if fds else conn.send(data)
+    if sent < len(data):
+        conn.sendall(data[sent:])
+
+
+def request(
+    path: str,
+    listener: int,
+    argv: Sequence[str],
+    namespace: str,
+    id: str,
+    timeout: float = REQUEST_TIMEOUT,
+) -> int:
+    """Have the template at ``path`` fork a serving shim on ``listener``; its pid once it serves.
+
+    Raises :class:`TemplateError` (or ``OSError``) when no shim was started;
+    a shim that was forked but failed before serving is killed first.
+    """
+    r, w = os.pipe()
+    pid = 0
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(path)
+            header = {
+                "argv": list(argv),
+                "env": dict(os.environ),
+                "cwd": os.getcwd(),
+                "namespace": namespace,
+                "id": id,
+            }
+            _send(conn, header, [listener, w])
+            os.close(w)
+            w = -1
+            reply = _read_reply(conn)
+        if "error" in reply:
+            raise TemplateError(str(reply["error"]))
+        pid = int(reply["pid"])
+        ready, _, _ = select.select([r], [], [], timeout)
+        status = os.read(r, 64) if ready else b""
+        if status != READY:
+            raise TemplateError(f"shim {pid} did not start: {status.decode(errors='replace')!r}")
+        return pid
+    except BaseException:
+        if pid > 0:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+# --- template side ------------------------------------------------------------------
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent_pid and os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    data, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+    try:
+        if len(data) < HEADER.size:
+            data += _recv_exact(conn, HEADER.size - len(data))
+        (size,) = HEADER.unpack(data[: HEADER.size])
+        if size > MAX_HEADER:
+            raise TemplateError(f"request too large ({size} bytes)")
+        body = data[HEADER.size :]
+        if len(body) < size:
+            body += _recv_exact(conn, size - len(body))
+        header = json.loads(body)
+        if not isinstance(header, dict) or not isinstance(header.get("argv"), list):
+            raise TemplateError("bad request header")
+        if len(fds) != 2:
+            raise TemplateError(f"expected 2 descriptors, got {len(fds)}")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return header, fds
+
+
+def _become_shim(header: dict[str, Any], listener: int, result: int) -> int:
+    """In the detached grandchild: reset what the template left, then serve."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    os.umask(0o022)
+    gc.enable()  # the shared heap stays frozen (gc.freeze in serve)
+    # Descriptors: stdin from /dev/null, the listener on fd 3, the result pipe kept.
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.dup2(listener, shim_main.LISTEN_FD, inheritable=False)
+    keep = 100
+    os.dup2(result, keep, inheritable=False)
+    os.closerange(shim_main.LISTEN_FD + 1, keep)
+    os.closerange(keep + 1, 65536)
+    result = keep
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in dict(header.get("env", {})).items()})
+    os.chdir(str(header.get("cwd", "/")))
+    argv = [str(a) for a in header["argv"]]
+    sys.argv = ["containerd-shim-seacan-v2", *argv]
+    shim_main.on_serving = lambda: _signal_ready(result)
+    return shim_main.main(argv)
+
+
+def _signal_ready(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, READY)
+        os.close(fd)
+
+
+def _fork_shim(conn: socket.socket, listen: socket.socket) -> None:
+    header, (listener, result) = _receive(conn)
+    try:
+        child = os.fork()
+        if child == 0:  # the intermediate: new session, fork the shim, report, exit
+            code = 1
+            try:
+                listen.close()
+                os.setsid()
+                shim = os.fork()
+                if shim == 0:
+                    conn.close()
+                    code = 1
+                    try:
+                        code = _become_shim(header, listener, result)
+                    except SystemExit as e:
+                        code = e.code if isinstance(e.code, int) else 1
+                    except BaseException as e:
+                        with contextlib.suppress(Exception):
+                            _log.error("template.shim_failed", error=repr(e), exc_info=e)
+                    finally:
+                        with contextlib.suppress(Exception):
+                            sys.stdout.flush()
+                            sys.stderr.flush()
+                        os._exit(code)
+                _send(conn, {"pid": shim})
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            with contextlib.suppress(OSError):
+                _send(conn, {"error": f"fork failed (status {status})"})
+    finally:
+        os.close(listener)
+        os.close(result)
+
+
+def serve(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listen = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listen.bind(path)
+    os.chmod(path, 0o600)
+    listen.listen(64)
+    _log.info("template.serving", socket=path, pid=os.getpid())
+    # Everything loaded so far is shared with the shims: keep the collector
+    # from touching (and so copying) those pages in every child.
+    gc.freeze()
+    pid = os.getpid()
+    try:
+        while True:
+            conn, _ = listen.accept()
+            with conn:
+                conn.settimeout(REQUEST_TIMEOUT)
+                try:
+                    _fork_shim(conn, listen)
+                except (OSError, ValueError, TemplateError) as e:
+                    _log.warning("template.request_failed", error=repr(e))
+                    with contextlib.suppress(OSError):
+                        _send(conn, {"error": str(e)})
+    finally:
+        if os.getpid() == pid:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="seacan-shim-template")
+    p.add_argument("--socket", required=True)
+    p.add_argument("--parent-pid", type=int, default=0)
+    p.add_argument("--log-level", default="info")
+    a = p.parse_args(argv)
+    _die_with_parent(a.parent_pid)
+    log.configure(a.log_level)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(a.socket)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

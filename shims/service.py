@@ -20,6 +20,7 @@ from seacan import errors, ttrpc
 from seacan.api.runtime.runc.options import oci_pb2
 from seacan.api.runtime.task.v2 import shim_pb2 as pb
 from seacan.api.types.task import task_pb2
+from seacan.shims import metrics
 from seacan.shims.events import pack
 from seacan.shims.process import Status
 from seacan.shims.stdio import StdioPaths
@@ -169,9 +170,8 @@ class TaskService:
         return pb.WaitResponse(exit_status=p.exit_status, exited_at=timestamp(p.exited_at))
 
     async def stats(self, req: pb.StatsRequest, md: ttrpc.Metadata) -> Message:
-        self.tasks.container(req.id)
-        # containerd wants io.containerd.cgroups.v1/v2.Metrics; seacan has no such proto yet.
-        raise errors.NotImplemented_("task stats are not supported by the seacan shim yet")
+        data = await self.tasks.stats(req.id)
+        return pb.StatsResponse(stats=pack(metrics.to_metrics(data, metrics.sys_block_device)))
 
     async def connect(self, req: pb.ConnectRequest, md: ttrpc.Metadata) -> Message:
         c = self.tasks.containers.get(req.id)

@@ -105,9 +105,9 @@ def test_detached_lifecycle(ready: dm.Seacand, ns: str, runtime: str) -> None:
     )
     assert out == "hi\n0\n"
 
-    if runtime == "io.containerd.runc.v2":  # seacan's shim has no Stats yet
-        metrics = ready.ctr_ok("tasks", "metrics", "d1", ns=ns)
-        assert re.search(r"memory\.usage_in_bytes\s+\d+", metrics), metrics
+    metrics = ready.ctr_ok("tasks", "metrics", "d1", ns=ns)
+    assert re.search(r"memory\.usage_in_bytes\s+\d+", metrics), metrics
+    assert re.search(r"pids\.current\s+[1-9]", metrics), metrics
 
     ready.ctr_ok("tasks", "pause", "d1", ns=ns)
     assert tasks(ready, ns)["d1"]["STATUS"] == "PAUSED"

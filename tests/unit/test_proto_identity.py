@@ -532,6 +532,49 @@ FIELD_SPOTS: list[tuple[str, str, int, str]] = [
     ("containerd.events.NamespaceUpdate", "labels", 2, SMAP),
     ("containerd.events.SnapshotCommit", "name", 2, "string"),
     ("containerd.events.ContentDelete", "digest", 1, "string"),
+    # io.containerd.cgroups.v1 (containerd/cgroups cgroup1/stats/metrics.proto)
+    (
+        "io.containerd.cgroups.v1.Metrics",
+        "hugetlb",
+        1,
+        "repeated io.containerd.cgroups.v1.HugetlbStat",
+    ),
+    ("io.containerd.cgroups.v1.Metrics", "memory", 4, "io.containerd.cgroups.v1.MemoryStat"),
+    (
+        "io.containerd.cgroups.v1.Metrics",
+        "network",
+        7,
+        "repeated io.containerd.cgroups.v1.NetworkStat",
+    ),
+    (
+        "io.containerd.cgroups.v1.Metrics",
+        "memory_oom_control",
+        9,
+        "io.containerd.cgroups.v1.MemoryOomControl",
+    ),
+    ("io.containerd.cgroups.v1.CPUUsage", "per_cpu", 4, "repeated uint64"),
+    ("io.containerd.cgroups.v1.Throttle", "throttled_time", 3, "uint64"),
+    ("io.containerd.cgroups.v1.MemoryStat", "hierarchical_swap_limit", 17, "uint64"),
+    ("io.containerd.cgroups.v1.MemoryStat", "total_unevictable", 32, "uint64"),
+    ("io.containerd.cgroups.v1.MemoryStat", "usage", 33, "io.containerd.cgroups.v1.MemoryEntry"),
+    (
+        "io.containerd.cgroups.v1.MemoryStat",
+        "kernel_tcp",
+        36,
+        "io.containerd.cgroups.v1.MemoryEntry",
+    ),
+    ("io.containerd.cgroups.v1.MemoryEntry", "failcnt", 4, "uint64"),
+    ("io.containerd.cgroups.v1.HugetlbStat", "pagesize", 4, "string"),
+    ("io.containerd.cgroups.v1.PidsStat", "limit", 2, "uint64"),
+    (
+        "io.containerd.cgroups.v1.BlkIOStat",
+        "sectors_recursive",
+        8,
+        "repeated io.containerd.cgroups.v1.BlkIOEntry",
+    ),
+    ("io.containerd.cgroups.v1.BlkIOEntry", "value", 5, "uint64"),
+    ("io.containerd.cgroups.v1.RdmaEntry", "hca_objects", 3, "uint32"),
+    ("io.containerd.cgroups.v1.CgroupStats", "nr_io_wait", 5, "uint64"),
 ]
 
 ENUMS: dict[str, dict[str, int]] = {
@@ -628,9 +671,10 @@ def test_service_methods_and_streaming(service_name: str) -> None:
 
 
 def test_every_proto_was_generated_and_imports() -> None:
-    # 26 containerd protos + seacan's gc.proto -> one _pb2 and one _pb2_grpc module each
-    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2")]) == 27
-    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2_grpc")]) == 27
+    # 26 containerd protos + cgroups v1 metrics.proto + seacan's gc.proto
+    # -> one _pb2 and one _pb2_grpc module each
+    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2")]) == 28
+    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2_grpc")]) == 28
 
 
 def test_method_counts() -> None:

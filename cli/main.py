@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
 from seacan import config, errors, log
-from seacan.cli import commands, images
+from seacan.cli import commands, containers, images, tasks
+from seacan.cli import run as docker_style
 
 DEFAULT_NAMESPACE = "default"
 
@@ -76,6 +77,9 @@ def build_parser() -> Parser:
     nouns = p.add_subparsers(dest="noun", metavar="COMMAND", parser_class=Parser)
     commands.register(nouns)
     images.register(nouns)
+    containers.register(nouns)
+    tasks.register(nouns)
+    docker_style.register(nouns)
     return p
 
 

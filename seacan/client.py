@@ -36,13 +36,16 @@ from seacan import errors, grpcutil, leases, log, scope
 from seacan.api.services.introspection.v1 import introspection_pb2 as ipb
 from seacan.api.services.introspection.v1 import introspection_pb2_grpc as ipb_grpc
 from seacan.api.services.version.v1 import version_pb2_grpc as vpb_grpc
+from seacan.containers.proxy import RemoteContainers
 from seacan.content.proxy import RemoteContent
 from seacan.diff.proxy import RemoteDiff
+from seacan.events.proxy import RemoteEvents
 from seacan.images.proxy import RemoteImages
 from seacan.leases.proxy import RemoteLeases
 from seacan.metaclient import MetaClient
 from seacan.namespaces.proxy import RemoteNamespaces
 from seacan.snapshots.proxy import RemoteSnapshotter
+from seacan.tasks.proxy import RemoteTasks
 
 _log = log.get(__name__)
 
@@ -142,6 +145,9 @@ class Client:
         self.namespaces = RemoteNamespaces(self._channel)
         self.leases = RemoteLeases(self._channel)
         self.gc = MetaClient(self._channel)
+        self.containers = RemoteContainers(self._channel)
+        self.tasks = RemoteTasks(self._channel)
+        self.events = RemoteEvents(self._channel)
         self.introspection = Introspection(self._channel)
         self._version = vpb_grpc.VersionStub(self._channel)
         scope.set_scope(self.namespace, "")

@@ -1,0 +1,432 @@
+"""docker-style shortcuts: run, ps, logs, exec, start, stop, kill, rm, wait, pause, unpause,
+inspect, events.
+
+``seacan run`` is ``ctr run`` with docker's flags: the container is made from
+the image (:func:`seacan.cli.containers.create_container`), the task runs
+attached to our stdio (or, with ``-d``, to its log file), and the command
+exits with the container's exit status. Without ``--rm`` the stopped task is
+deleted (as ctr) and the exit status kept on the container as the label
+``seacan/exit-status``, so ``ps -a`` shows ``Exited (N)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from google.protobuf import json_format, symbol_database
+
+import seacan.api.events.container_pb2
+import seacan.api.events.content_pb2
+import seacan.api.events.namespace_pb2
+import seacan.api.events.snapshot_pb2
+import seacan.api.events.task_pb2  # noqa: F401
+from seacan import cio, errors
+from seacan.cli import containers as cc
+from seacan.cli import output
+from seacan.cli import tasks as ct
+from seacan.cli.commands import Subparsers, write
+from seacan.client import Client
+from seacan.containers import Container
+from seacan.events import Envelope
+from seacan.runtime.spec import ContainerOptions
+from seacan.tasks import DEFAULT_RUNTIME, Process, Status
+
+LABEL_EXIT_STATUS = "seacan/exit-status"
+STOP_TIMEOUT = 10
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_memory(text: str) -> int:
+    """docker's RAMInBytes: ``64m``, ``1g``, ``512k``, ``1048576``, ``1.5GB``."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?", text.strip().lower())
+    if m is None:
+        raise errors.InvalidArgument(f"invalid memory size {text!r}: want e.g. 64m, 1g")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def parse_env(items: Sequence[str]) -> tuple[str, ...]:
+    """``-e K=V`` (``-e K`` alone is docker's "take K from my environment")."""
+    import os
+
+    out = []
+    for item in items:
+        key, eq, _ = item.partition("=")
+        if not key:
+            raise errors.InvalidArgument(f"invalid environment variable {item!r}")
+        if eq:
+            out.append(item)
+        elif key in os.environ:
+            out.append(f"{key}={os.environ[key]}")
+    return tuple(out)
+
+
+def run_options(a: argparse.Namespace) -> ContainerOptions:
+    """The ContainerOptions ``seacan run``'s flags describe."""
+    if a.network not in ("none", "host"):
+        raise errors.InvalidArgument(f"--network {a.network!r}: want none or host")
+    entrypoint: tuple[str, ...] | None = None
+    if a.entrypoint is not None:
+        entrypoint = (a.entrypoint,) if a.entrypoint else ()
+    return ContainerOptions(
+        args=tuple(a.command),
+        entrypoint=entrypoint,
+        env=parse_env(a.env),
+        cwd=a.workdir or None,
+        user=a.user or None,
+        hostname=a.hostname or None,
+        terminal=a.tty,
+        read_only_rootfs=a.read_only,
+        privileged=a.privileged,
+        cap_add=tuple(a.cap_add),
+        cap_drop=tuple(a.cap_drop),
+        memory_bytes=parse_memory(a.memory) if a.memory else None,
+        cpus=a.cpus,
+        pids_limit=a.pids_limit,
+        network_mode=a.network,
+    )
+
+
+async def run(c: Client, a: argparse.Namespace) -> int:
+    opts = run_options(a)
+    id = a.name or cc.random_id()
+    if a.rm and a.detach:
+        raise errors.InvalidArgument("--rm and -d cannot be combined (yet)")
+    await cc.create_container(c, id, a.image, opts, runtime=a.runtime)
+    try:
+        if a.detach:
+            await ct.start_detached(c, id)
+            write(id + "\n")
+            return 0
+        result = await ct.create_task_attached(c, id, interactive=a.interactive, terminal=a.tty)
+    except BaseException:
+        with contextlib.suppress(errors.SeacanError):
+            await cc.remove_container(c, id, force=True)
+        raise
+    if a.rm:
+        await cc.remove_container(c, id, force=True)
+    else:
+        with contextlib.suppress(errors.SeacanError):
+            await c.tasks.delete(id)
+        with contextlib.suppress(errors.SeacanError):
+            await c.containers.update(
+                Container(id=id, labels={LABEL_EXIT_STATUS: str(result.status)}),
+                ["labels." + LABEL_EXIT_STATUS],
+            )
+    return ct.exit_code(result.status)
+
+
+# --- ps -------------------------------------------------------------------------------
+
+
+def status_text(cont: Container, task: Process | None) -> str:
+    """docker's STATUS column: ``Up``, ``Paused``, ``Created``, ``Exited (N)``."""
+    if task is None:
+        code = cont.labels.get(LABEL_EXIT_STATUS)
+        return f"Exited ({code})" if code is not None else "Created"
+    if task.status == Status.RUNNING:
+        return "Up"
+    if task.status in (Status.PAUSED, Status.PAUSING):
+        return "Up (Paused)"
+    if task.status == Status.STOPPED:
+        return f"Exited ({task.exit_status})"
+    return task.status.name.capitalize()
+
+
+def command_text(cont: Container) -> str:
+    args = cc.spec_of(cont).get("process", {}).get("args") or []
+    text = " ".join(str(x) for x in args)
+    return '"' + (text if len(text) <= 20 else text[:19] + "…") + '"'
+
+
+async def ps(c: Client, a: argparse.Namespace) -> int:
+    items = sorted(
+        await c.containers.list(),
+        key=lambda x: x.created_at.timestamp() if x.created_at else 0.0,
+        reverse=True,
+    )
+    procs = {t.container_id: t for t in await c.tasks.list()}
+    shown = []
+    for cont in items:
+        task = procs.get(cont.id)
+        running = task is not None and task.status in (
+            Status.RUNNING, Status.PAUSED, Status.PAUSING
+        )  # fmt: skip
+        if a.all or running:
+            shown.append((cont, task))
+    if a.quiet:
+        write("".join(cont.id + "\n" for cont, _ in shown))
+        return 0
+    rows = [
+        (cont.id, cont.image or "-", command_text(cont), output.age(cont.created_at) + " ago",
+         status_text(cont, task))
+        for cont, task in shown
+    ]  # fmt: skip
+    write(output.table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"], rows)
+          .replace("CONTAINER ID", "CONTAINER ID"))  # fmt: skip
+    return 0
+
+
+# --- logs -----------------------------------------------------------------------------
+
+
+def tail_lines(data: bytes, n: int | None) -> bytes:
+    """The last ``n`` lines of ``data`` (all when None)."""
+    if n is None or n < 0:
+        return data
+    if n == 0:
+        return b""
+    lines = data.splitlines(keepends=True)
+    return b"".join(lines[-n:])
+
+
+async def logs(c: Client, a: argparse.Namespace) -> int:
+    await c.containers.get(a.id)
+    if a.timestamps:
+        raise errors.NotImplemented_("logs --timestamps: the log file keeps no timestamps")
+    path = cio.log_path(c.namespace, a.id)
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return 0  # never started detached: nothing logged
+    with f:
+        tail = None if a.tail in ("all", "") else int(a.tail)
+        sys.stdout.buffer.write(tail_lines(f.read(), tail))
+        sys.stdout.flush()
+        while a.follow:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+                continue
+            task = await cc.task_of(c, a.id)
+            if task is None or task.status == Status.STOPPED:
+                rest = f.read()
+                sys.stdout.buffer.write(rest)
+                sys.stdout.flush()
+                break
+            await asyncio.sleep(0.2)
+    return 0
+
+
+# --- exec / start / stop / kill / rm / wait / pause ----------------------------------
+
+
+async def exec_(c: Client, a: argparse.Namespace) -> int:
+    return await ct.exec_attached(
+        c, a.id, a.command, interactive=a.interactive, terminal=a.tty,
+        env=list(parse_env(a.env)), cwd=a.workdir, user=a.user,
+    )  # fmt: skip
+
+
+async def start(c: Client, a: argparse.Namespace) -> int:
+    code = 0
+    for id in a.ids:
+        try:
+            task = await cc.task_of(c, id)
+            if task is not None and task.status != Status.STOPPED:
+                write(id + "\n")
+                continue
+            if task is not None:
+                await c.tasks.delete(id)
+            await ct.start_detached(c, id)
+        except errors.SeacanError as e:
+            print(f"seacan: {e}", file=sys.stderr)
+            code = 1
+            continue
+        write(id + "\n")
+    return code
+
+
+async def stop_one(c: Client, id: str, timeout: float) -> None:
+    """The stop signal, ``timeout`` seconds' grace, then SIGKILL; until it exited."""
+    task = await cc.task_of(c, id)
+    if task is None or task.status == Status.STOPPED:
+        await c.containers.get(id)
+        return
+    waiter = asyncio.ensure_future(c.tasks.wait(id))
+    try:
+        if task.status == Status.PAUSED:
+            await c.tasks.resume(id)
+        with contextlib.suppress(errors.NotFound, errors.FailedPrecondition):
+            await c.tasks.kill(id, await ct.stop_signal(c, id))
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            with contextlib.suppress(errors.NotFound, errors.FailedPrecondition):
+                await c.tasks.kill(id, signal.SIGKILL, all=True)
+            await waiter
+    finally:
+        waiter.cancel()
+
+
+async def stop(c: Client, a: argparse.Namespace) -> int:
+    code = 0
+    for id in a.ids:
+        try:
+            await stop_one(c, id, a.time)
+        except errors.SeacanError as e:
+            print(f"seacan: {e}", file=sys.stderr)
+            code = 1
+            continue
+        write(id + "\n")
+    return code
+
+
+async def kill(c: Client, a: argparse.Namespace) -> int:
+    sig = ct.parse_signal(a.signal)
+    code = 0
+    for id in a.ids:
+        try:
+            await c.tasks.kill(id, sig)
+        except errors.SeacanError as e:
+            print(f"seacan: {e}", file=sys.stderr)
+            code = 1
+            continue
+        write(id + "\n")
+    return code
+
+
+async def rm(c: Client, a: argparse.Namespace) -> int:
+    return await cc.rm_many(c, a.ids, a.force)
+
+
+async def wait(c: Client, a: argparse.Namespace) -> int:
+    code = 0
+    for id in a.ids:
+        try:
+            result = await c.tasks.wait(id)
+        except errors.NotFound:
+            cont = await c.containers.get(id)
+            write(cont.labels.get(LABEL_EXIT_STATUS, "0") + "\n")
+            continue
+        except errors.SeacanError as e:
+            print(f"seacan: {e}", file=sys.stderr)
+            code = 1
+            continue
+        write(f"{result.status}\n")
+    return code
+
+
+async def pause(c: Client, a: argparse.Namespace) -> int:
+    for id in a.ids:
+        await c.tasks.pause(id)
+        write(id + "\n")
+    return 0
+
+
+async def unpause(c: Client, a: argparse.Namespace) -> int:
+    for id in a.ids:
+        await c.tasks.resume(id)
+        write(id + "\n")
+    return 0
+
+
+async def inspect(c: Client, a: argparse.Namespace) -> int:
+    out = []
+    for id in a.ids:
+        cont = await c.containers.get(id)
+        out.append(cc.info_json(cont, await cc.task_of(c, id)))
+    write(output.to_json(out))
+    return 0
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+def event_text(env: Envelope) -> str:
+    """ctr's line: ``TIMESTAMP NAMESPACE TOPIC {event JSON}``."""
+    body: Any = "{}"
+    try:
+        cls = symbol_database.Default().GetSymbol(env.event.type_url.rpartition("/")[2])
+        msg = cls.FromString(env.event.value)
+        body = json_format.MessageToJson(msg, indent=None, preserving_proto_field_name=True)
+    except (KeyError, ValueError, TypeError):
+        body = f'{{"type_url": "{env.event.type_url}"}}'
+    return f"{output._plain(env.timestamp)} {env.namespace} {env.topic} {body}"
+
+
+async def events(c: Client, a: argparse.Namespace) -> int:
+    async for env in c.events.subscribe(a.filters):
+        write(event_text(env) + "\n")
+    return 0
+
+
+# --- the parsers --------------------------------------------------------------------------
+
+
+def _cmd(subs: Subparsers, name: str, func: Any, help_: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subs.add_parser(name, help=help_, description=help_)
+    p.set_defaults(func=func, noun_parser=p)
+    return p
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+    p.add_argument("--name", default="", help="the container's ID (default: random)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    p.add_argument("-w", "--workdir", default="", metavar="DIR")
+    p.add_argument("-u", "--user", default="", metavar="USER[:GROUP]")
+    p.add_argument("--entrypoint", default=None, help="override the image's entrypoint")
+    p.add_argument("--hostname", default="")
+    p.add_argument("-m", "--memory", default="", help="memory limit (e.g. 64m)")
+    p.add_argument("--cpus", type=float, default=None, help="CPU limit (e.g. 0.5)")
+    p.add_argument("--pids-limit", type=int, default=None)
+    p.add_argument("--read-only", action="store_true", help="mount the rootfs read-only")
+    p.add_argument("--cap-add", action="append", default=[], metavar="CAP")
+    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("--runtime", default=DEFAULT_RUNTIME, help="runtime (default %(default)s)")
+    p.add_argument("--network", default="none", help="none (own loopback) or host")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+
+
+def register(subs: Subparsers) -> None:
+    add_run_flags(_cmd(subs, "run", run, "run a command in a new container"))
+    p = _cmd(subs, "ps", ps, "list containers")
+    p.add_argument("-a", "--all", action="store_true", help="also stopped containers")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only IDs")
+    p = _cmd(subs, "logs", logs, "print a detached container's output")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--tail", default="all", help="lines from the end (default all)")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("id", metavar="ID")
+    p = _cmd(subs, "exec", exec_, "run a command in a running container")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    p.add_argument("-u", "--user", default="", metavar="UID[:GID]")
+    p.add_argument("-w", "--workdir", default="", metavar="DIR")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+    p = _cmd(subs, "start", start, "start stopped containers (detached)")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p = _cmd(subs, "stop", stop, "stop containers: stop signal, grace period, SIGKILL")
+    p.add_argument("-t", "--time", type=float, default=STOP_TIMEOUT, metavar="SECONDS")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p = _cmd(subs, "kill", kill, "signal containers")
+    p.add_argument("-s", "--signal", default="SIGKILL")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p = _cmd(subs, "rm", rm, "remove containers")
+    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p = _cmd(subs, "wait", wait, "wait for containers to exit; print their exit status")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p = _cmd(subs, "pause", pause, "pause containers")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p = _cmd(subs, "unpause", unpause, "resume paused containers")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p = _cmd(subs, "inspect", inspect, "show containers as JSON")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p = _cmd(subs, "events", events, "print events as they happen")
+    p.add_argument("filters", nargs="*", metavar="FILTER")

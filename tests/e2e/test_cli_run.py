@@ -1,0 +1,86 @@
+"""The seacan CLI runs containers through seacand: run --rm, exit status, and the -d life cycle.
+
+FIFOs and log files go to the test's own directories (SEACAN_FIFO_DIR,
+SEACAN_LOG_DIR); every container is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import daemon as dm
+from tests.fixtures import images as im
+
+pytestmark = pytest.mark.e2e
+
+RUNTIMES = ("io.containerd.runc.v2", "io.containerd.seacan.v2")
+
+
+@pytest.fixture(params=RUNTIMES, ids=("runc", "seacan"))
+def runtime(request: pytest.FixtureRequest) -> str:
+    rt: str = request.param
+    if rt.endswith("seacan.v2") and shutil.which("containerd-shim-seacan-v2") is None:
+        pytest.skip("containerd-shim-seacan-v2 is not on PATH")
+    return rt
+
+
+@pytest.fixture
+def cli(
+    seacand: dm.Seacand, runtime: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dm.Seacand]:
+    fifo_dir, log_dir = seacand.base / "fifo", tmp_path / "logs"
+    monkeypatch.setenv("SEACAN_FIFO_DIR", str(fifo_dir))
+    monkeypatch.setenv("SEACAN_LOG_DIR", str(log_dir))
+    archive = tmp_path / "busybox.tar"
+    im.write_busybox_oci(archive)
+    seacand.seacan_ok("images", "import", archive)
+    yield seacand
+    for cid in seacand.seacan_ok("ps", "-a", "-q").split():
+        seacand.run_seacan("rm", "-f", cid)
+    assert not list(fifo_dir.glob("*/*")), "FIFOs left behind"
+
+
+def test_run_rm_prints_hello(cli: dm.Seacand, runtime: str) -> None:
+    r = cli.run_seacan("run", "--runtime", runtime, "--rm", "busybox", "echo", "hello")
+    assert r.returncode == 0, dm.describe(r)
+    assert r.stdout == "hello\n"
+    assert cli.seacan_ok("ps", "-a", "-q") == ""
+    assert cli.seacan_ok("snapshots", "ls", "-q").count("\n") == 1  # the image's layer only
+
+
+def test_run_exit_status(cli: dm.Seacand, runtime: str) -> None:
+    r = cli.run_seacan(
+        "run", "--runtime", runtime, "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"
+    )
+    assert r.returncode == 3, dm.describe(r)
+    assert r.stdout == "out\n"
+    assert "err\n" in r.stderr
+
+
+def test_run_detached_lifecycle(cli: dm.Seacand, runtime: str) -> None:
+    script = "echo started; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done"
+    cid = cli.seacan_ok(
+        "run", "--runtime", runtime, "-d", "--name", "web", "busybox", "sh", "-c", script
+    ).strip()
+    assert cid == "web"
+    rows = dm.table(cli.seacan_ok("ps"))
+    assert [(r["CONTAINER"], r["STATUS"]) for r in rows] == [("web", "Up")], rows
+    deadline = time.monotonic() + 10
+    while "started" not in cli.seacan_ok("logs", "web") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cli.seacan_ok("logs", "web") == "started\n"
+    assert cli.seacan_ok("exec", "web", "echo", "from-exec") == "from-exec\n"
+    r = cli.run_seacan("exec", "web", "sh", "-c", "exit 7")
+    assert r.returncode == 7, dm.describe(r)
+    assert cli.seacan_ok("stop", "-t", "5", "web") == "web\n"
+    assert cli.seacan_ok("logs", "--tail", "1", "web") == "bye\n"
+    assert cli.seacan_ok("ps", "-q") == ""
+    assert "Exited (0)" in cli.seacan_ok("ps", "-a")
+    assert cli.seacan_ok("rm", "web") == "web\n"
+    assert cli.seacan_ok("ps", "-a", "-q") == ""
+    assert "web" not in cli.seacan_ok("snapshots", "ls", "-q").split()

@@ -127,13 +127,14 @@ def test_detached_lifecycle(ready: dm.Seacand, ns: str, runtime: str) -> None:
     assert not Path(f"/proc/{pid}").exists()
 
 
-def test_events_in_order(ready: dm.Seacand, ns: str) -> None:
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_events_in_order(ready: dm.Seacand, ns: str, runtime: str) -> None:
     ev = subprocess.Popen(
         ready.ctr_argv("events", ns=ns), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         time.sleep(0.5)
-        ready.ctr_ok("run", "--rm", IMAGE, "ev1", "true", ns=ns)
+        ready.ctr_ok("run", "--runtime", runtime, "--rm", IMAGE, "ev1", "true", ns=ns)
         time.sleep(1.0)
     finally:
         ev.terminate()
@@ -149,10 +150,23 @@ def test_events_in_order(ready: dm.Seacand, ns: str) -> None:
     ], out
 
 
-def test_run_with_terminal(ready: dm.Seacand, ns: str) -> None:
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_run_with_terminal(ready: dm.Seacand, ns: str, runtime: str) -> None:
     master, slave = pty.openpty()
     try:
-        argv = ready.ctr_argv("run", "-t", "--rm", IMAGE, "tty1", "sh", "-c", "tty; echo x", ns=ns)
+        argv = ready.ctr_argv(
+            "run",
+            "--runtime",
+            runtime,
+            "-t",
+            "--rm",
+            IMAGE,
+            "tty1",
+            "sh",
+            "-c",
+            "tty; echo x",
+            ns=ns,
+        )
         p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
         os.close(slave)
         slave = -1

@@ -6,7 +6,6 @@ SEACAN_LOG_DIR); every container is removed afterwards.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +23,6 @@ RUNTIMES = ("io.containerd.runc.v2", "io.containerd.seacan.v2")
 @pytest.fixture(params=RUNTIMES, ids=("runc", "seacan"))
 def runtime(request: pytest.FixtureRequest) -> str:
     rt: str = request.param
-    if rt.endswith("seacan.v2") and shutil.which("containerd-shim-seacan-v2") is None:
-        pytest.skip("containerd-shim-seacan-v2 is not on PATH")
     return rt
 
 
@@ -84,3 +81,38 @@ def test_run_detached_lifecycle(cli: dm.Seacand, runtime: str) -> None:
     assert cli.seacan_ok("rm", "web") == "web\n"
     assert cli.seacan_ok("ps", "-a", "-q") == ""
     assert "web" not in cli.seacan_ok("snapshots", "ls", "-q").split()
+
+
+def test_run_applies_docker_defaults_and_flags(cli: dm.Seacand, runtime: str) -> None:
+    """What a docker user checks inside: identity, hostname, read-only root, caps, limits, lo."""
+    script = (
+        "id -u; id -g; hostname; echo $GREETING; pwd;"
+        "touch /x 2>/dev/null && echo writable || echo read-only;"
+        "grep CapEff /proc/self/status;"
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max;"
+        "ip -o addr show lo | grep -c 127.0.0.1; ls /sys/class/net"
+    )
+    r = cli.run_seacan(
+        "run", "--runtime", runtime, "--rm", "-u", "1000:1000", "--hostname", "box1",
+        "-e", "GREETING=hi", "-w", "/tmp", "--read-only", "--memory", "64m",
+        "--pids-limit", "42", "busybox", "sh", "-c", script,
+    )  # fmt: skip
+    assert r.returncode == 0, dm.describe(r)
+    lines = r.stdout.split()
+    assert lines[:6] == ["1000", "1000", "box1", "hi", "/tmp", "read-only"], r.stdout
+    # Docker's default capability set for a non-root user: no effective capabilities
+    assert "CapEff:\t0000000000000000" in r.stdout, r.stdout
+    assert "67108864" in lines and "42" in lines, r.stdout
+    # its own network namespace with loopback only, up, until networks land
+    assert lines[-2:] == ["1", "lo"], r.stdout
+
+
+def test_run_privileged_and_cap_add(cli: dm.Seacand, runtime: str) -> None:
+    base = ("run", "--runtime", runtime, "--rm")
+    r = cli.run_seacan(*base, "busybox", "grep", "CapEff", "/proc/self/status")
+    assert r.returncode == 0 and "00000000a80425fb" in r.stdout, dm.describe(r)
+    r = cli.run_seacan(*base, "--cap-drop", "ALL", "--cap-add", "NET_ADMIN", "busybox",
+                       "grep", "CapEff", "/proc/self/status")  # fmt: skip
+    assert r.returncode == 0 and "0000000000001000" in r.stdout, dm.describe(r)
+    r = cli.run_seacan(*base, "--network", "host", "busybox", "ls", "/sys/class/net")
+    assert r.returncode == 0 and r.stdout.split() != ["lo"], dm.describe(r)

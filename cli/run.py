@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +38,7 @@ from seacan.client import Client
 from seacan.containers import Container
 from seacan.events import Envelope
 from seacan.runtime.spec import ContainerOptions
-from seacan.tasks import DEFAULT_RUNTIME, Process, Status
+from seacan.tasks import DEFAULT_RUNTIME, Process, Status, stats
 
 LABEL_EXIT_STATUS = "seacan/exit-status"
 STOP_TIMEOUT = 10
@@ -171,6 +173,38 @@ async def ps(c: Client, a: argparse.Namespace) -> int:
     write(output.table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"], rows)
           .replace("CONTAINER ID", "CONTAINER ID"))  # fmt: skip
     return 0
+
+
+# --- stats ----------------------------------------------------------------------------
+
+
+async def _sample(c: Client, ids: Sequence[str]) -> dict[str, stats.Usage]:
+    metrics = await c.tasks.metrics([f"id=={i}" for i in ids])
+    return {m.id: stats.decode(m.data) for m in metrics}
+
+
+async def stats_(c: Client, a: argparse.Namespace) -> int:
+    """docker stats: CPU over a one-second interval, memory, pids; --no-stream prints once."""
+    ids = list(a.ids) or [
+        t.container_id for t in await c.tasks.list() if t.status == Status.RUNNING
+    ]
+    cpus = os.cpu_count() or 1
+    while True:
+        t0, before = time.monotonic_ns(), await _sample(c, ids)
+        await asyncio.sleep(1.0)
+        t1, after = time.monotonic_ns(), await _sample(c, ids)
+        rows = []
+        for cid in ids:
+            if cid not in after:
+                raise errors.NotFound(f"no running task for container {cid!r}")
+            u = after[cid]
+            cpu = stats.cpu_percent(before.get(cid, u), u, t1 - t0, cpus)
+            mem_pct = 100.0 * u.memory / u.memory_limit if u.memory_limit else 0.0
+            usage = f"{output.human_size(u.memory)} / {output.human_size(u.memory_limit)}"
+            rows.append((cid, f"{cpu:.2f}%", usage, f"{mem_pct:.2f}%", str(u.pids)))
+        write(output.table(["CONTAINER ID", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"], rows))
+        if a.no_stream:
+            return 0
 
 
 # --- logs -----------------------------------------------------------------------------
@@ -428,5 +462,8 @@ def register(subs: Subparsers) -> None:
     p.add_argument("ids", nargs="+", metavar="ID")
     p = _cmd(subs, "inspect", inspect, "show containers as JSON")
     p.add_argument("ids", nargs="+", metavar="ID")
+    p = _cmd(subs, "stats", stats_, "show containers' CPU, memory and pids use")
+    p.add_argument("--no-stream", action="store_true", help="print once and exit")
+    p.add_argument("ids", nargs="*", metavar="ID")
     p = _cmd(subs, "events", events, "print events as they happen")
     p.add_argument("filters", nargs="*", metavar="FILTER")

@@ -6,6 +6,7 @@ SEACAN_LOG_DIR); every container is removed afterwards.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,3 +117,17 @@ def test_run_privileged_and_cap_add(cli: dm.Seacand, runtime: str) -> None:
     assert r.returncode == 0 and "0000000000001000" in r.stdout, dm.describe(r)
     r = cli.run_seacan(*base, "--network", "host", "busybox", "ls", "/sys/class/net")
     assert r.returncode == 0 and r.stdout.split() != ["lo"], dm.describe(r)
+
+
+def test_stats_and_metrics(cli: dm.Seacand, runtime: str) -> None:
+    cli.seacan_ok("run", "--runtime", runtime, "-d", "--name", "busy", "--memory", "64m",
+                  "busybox", "sh", "-c", "while true; do :; done")  # fmt: skip
+    out = cli.seacan_ok("stats", "--no-stream", "busy")
+    header, *lines = [re.split(r"\s{2,}", ln.strip()) for ln in out.splitlines() if ln.strip()]
+    rows = [dict(zip(header, ln, strict=True)) for ln in lines]
+    assert len(rows) == 1 and rows[0]["CONTAINER ID"] == "busy", out
+    assert float(rows[0]["CPU %"].rstrip("%")) > 20.0, rows  # a busy loop uses a CPU
+    assert rows[0]["MEM USAGE / LIMIT"].endswith("/ 64.0 MiB"), rows
+    assert int(rows[0]["PIDS"]) >= 1
+    out = cli.seacan_ok("tasks", "metrics", "busy")
+    assert "memory.limit_in_bytes" in out and "67108864" in out, out

@@ -126,9 +126,13 @@ def daemon(request: pytest.FixtureRequest) -> Iterator[dm.Daemon]:
 
 
 @pytest.fixture
-def ns(request: pytest.FixtureRequest) -> str:
-    """A namespace of this test's own."""
-    return dm.namespace_for(request.node.name)
+def ns(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of this test's own; its cgroups are removed before and after."""
+    name = dm.namespace_for(request.node.name)
+    dm.remove_cgroups(name)
+    yield name
+    busy = dm.remove_cgroups(name)
+    assert not busy, f"cgroups still in use after the test: {busy}"
 
 
 @pytest.fixture

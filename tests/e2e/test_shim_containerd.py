@@ -26,6 +26,15 @@ from tests.fixtures import images as im
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_cgroups_left() -> Iterator[None]:
+    """runc leaves the per-namespace parent cgroup; remove it before and after."""
+    dm.remove_cgroups(NS)
+    yield
+    assert not dm.remove_cgroups(NS), "cgroups still in use after the module"
+
+
 RUNTIME = "io.containerd.seacan.v2"
 NS = "shimtest"
 

@@ -44,6 +44,15 @@ from tests.fixtures import daemon as dm
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_cgroups_left() -> Iterator[None]:
+    """runc leaves the per-namespace parent cgroup; remove it before and after."""
+    dm.remove_cgroups("seacan-test")
+    yield
+    assert not dm.remove_cgroups("seacan-test"), "cgroups still in use after the module"
+
+
 SHIM = Path("/usr/bin/containerd-shim-runc-v2")
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"

@@ -12,6 +12,7 @@ Lease calls run in the current request scope's namespace.
 from __future__ import annotations
 
 import contextlib
+from typing import Protocol
 
 import grpc.aio
 
@@ -21,6 +22,28 @@ from seacan.gc import Removed
 from seacan.leases import Resource
 from seacan.leases.proxy import RemoteLeases
 from seacan.namespaces.proxy import RemoteNamespaces
+
+
+class Hooks(Protocol):
+    """What a store needs from the metadata service; :class:`MetaClient` is one."""
+
+    async def ensure_namespace(self, namespace: str, /) -> None: ...
+
+    async def add_lease_resource(
+        self, lease_id: str, resource_id: str, resource_type: str, /
+    ) -> None: ...
+
+
+class NoHooks:
+    """Hooks for a store that runs without the metadata service (tools, tests)."""
+
+    async def ensure_namespace(self, namespace: str, /) -> None:
+        return None
+
+    async def add_lease_resource(
+        self, lease_id: str, resource_id: str, resource_type: str, /
+    ) -> None:
+        return None
 
 
 class MetaClient:

@@ -12,12 +12,12 @@ import sys
 import grpc
 
 from seacan import config, grpcutil
-from seacan.metaclient import MetaClient
+from seacan.metaclient import MetaClient, NoHooks
 from seacan.services import process
 
 from .db import ContentDB
 from .servicer import SERVICE, register
-from .store import ContentStore, NoHooks
+from .store import ContentStore
 
 
 async def serve(cfg: config.Config) -> None:

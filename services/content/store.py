@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from seacan import errors, log, scope
 from seacan import filters as _filters
@@ -42,6 +42,7 @@ from seacan.content import (
     validate_digest,
     validate_labels,
 )
+from seacan.metaclient import Hooks, NoHooks
 
 from .db import ContentDB
 
@@ -52,28 +53,6 @@ T = TypeVar("T")
 # hashlib and file I/O release the GIL, so concurrent streams use both cores.
 _THREAD_MIN = 256 << 10
 _TMP_MARK = ".tmp"
-
-
-class Hooks(Protocol):
-    """What the store needs from the metadata service (MetaClient satisfies it)."""
-
-    async def ensure_namespace(self, namespace: str, /) -> None: ...
-
-    async def add_lease_resource(
-        self, lease_id: str, resource_id: str, resource_type: str, /
-    ) -> None: ...
-
-
-class NoHooks:
-    """Hooks for a store that runs without the metadata service (tools, tests)."""
-
-    async def ensure_namespace(self, namespace: str, /) -> None:
-        return None
-
-    async def add_lease_resource(
-        self, lease_id: str, resource_id: str, resource_type: str, /
-    ) -> None:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,10 +36,10 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 from seacan import errors, log, scope
 from seacan import filters as _filters
+from seacan.metaclient import Hooks, NoHooks
 from seacan.snapshots import (
     Info,
     Kind,
@@ -59,28 +59,6 @@ RESOURCE_TYPE = "snapshots/" + NAME
 INDEX_PARAM = Path("/sys/module/overlay/parameters/index")
 _TMP = "tmp-"
 _RM = "rm-"
-
-
-class Hooks(Protocol):
-    """What the snapshotter needs from the metadata service (MetaClient satisfies it)."""
-
-    async def ensure_namespace(self, namespace: str, /) -> None: ...
-
-    async def add_lease_resource(
-        self, lease_id: str, resource_id: str, resource_type: str, /
-    ) -> None: ...
-
-
-class NoHooks:
-    """Hooks for a snapshotter that runs without the metadata service (tools, tests)."""
-
-    async def ensure_namespace(self, namespace: str, /) -> None:
-        return None
-
-    async def add_lease_resource(
-        self, lease_id: str, resource_id: str, resource_type: str, /
-    ) -> None:
-        return None
 
 
 # -- pure rules ------------------------------------------------------------------

@@ -7,6 +7,10 @@ attached to our stdio (or, with ``-d``, to its log file), and the command
 exits with the container's exit status. Without ``--rm`` the stopped task is
 deleted (as ctr) and the exit status kept on the container as the label
 ``seacan/exit-status``, so ``ps -a`` shows ``Exited (N)``.
+
+``run`` also records the detached log format as the label ``seacan/log-format``:
+``cri`` with seacan's runtime (its shim writes timestamped CRI records, so
+``logs --timestamps`` works), ``raw`` otherwise (runc's shim writes raw output).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import seacan.api.events.content_pb2
 import seacan.api.events.namespace_pb2
 import seacan.api.events.snapshot_pb2
 import seacan.api.events.task_pb2  # noqa: F401
-from seacan import cio, errors
+from seacan import cio, errors, logformat
 from seacan.cli import containers as cc
 from seacan.cli import output
 from seacan.cli import tasks as ct
@@ -100,7 +104,8 @@ async def run(c: Client, a: argparse.Namespace) -> int:
     id = a.name or cc.random_id()
     if a.rm and a.detach:
         raise errors.InvalidArgument("--rm and -d cannot be combined (yet)")
-    await cc.create_container(c, id, a.image, opts, runtime=a.runtime)
+    labels = {ct.LABEL_LOG_FORMAT: ct.log_format_for(a.runtime)}
+    await cc.create_container(c, id, a.image, opts, runtime=a.runtime, labels=labels)
     try:
         if a.detach:
             await ct.start_detached(c, id)
@@ -220,30 +225,71 @@ def tail_lines(data: bytes, n: int | None) -> bytes:
     return b"".join(lines[-n:])
 
 
+def _out(data: bytes) -> None:
+    if data:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
+class _CriReader:
+    """A CRI log file's records as ``logs`` prints them, chunk by chunk."""
+
+    def __init__(self, id: str, timestamps: bool) -> None:
+        self.id = id
+        self.timestamps = timestamps
+        self.decoder = logformat.Decoder()
+        self.at_line_start = True
+
+    def records(self, data: bytes) -> list[logformat.Record]:
+        try:
+            return self.decoder.feed(data)
+        except ValueError as e:
+            raise errors.Internal(f"log of container {self.id!r} is not in CRI format: {e}") from e
+
+    def render(self, records: list[logformat.Record]) -> bytes:
+        out = logformat.render(
+            records, timestamps=self.timestamps, at_line_start=self.at_line_start
+        )
+        self.at_line_start = logformat.ends_line(records, self.at_line_start)
+        return out
+
+
 async def logs(c: Client, a: argparse.Namespace) -> int:
-    await c.containers.get(a.id)
-    if a.timestamps:
-        raise errors.NotImplemented_("logs --timestamps: the log file keeps no timestamps")
+    """docker logs: the log file's text; CRI logs (seacan's shim) also have timestamps."""
+    cont = await c.containers.get(a.id)
+    cri = ct.log_format_of(cont.labels) == logformat.FORMAT_CRI
+    if a.timestamps and not cri:
+        rt = cont.runtime.name or "?"
+        why = (
+            f"runtime {rt} writes raw output"
+            if ct.log_format_for(rt) == logformat.FORMAT_RAW
+            else f"its log is raw: no {ct.LABEL_LOG_FORMAT}=cri label"
+        )
+        raise errors.FailedPrecondition(f"logs of container {a.id} have no timestamps ({why})")
+    tail = None if a.tail in ("all", "") else int(a.tail)
     path = cio.log_path(c.namespace, a.id)
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
         return 0  # never started detached: nothing logged
+    reader = _CriReader(a.id, a.timestamps)
+
+    def convert(data: bytes) -> bytes:
+        return reader.render(reader.records(data)) if cri else data
+
     with f:
-        tail = None if a.tail in ("all", "") else int(a.tail)
-        sys.stdout.buffer.write(tail_lines(f.read(), tail))
-        sys.stdout.flush()
+        if cri:
+            _out(reader.render(logformat.tail(reader.records(f.read()), tail)))
+        else:
+            _out(tail_lines(f.read(), tail))
         while a.follow:
             chunk = f.read()
             if chunk:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
+                _out(convert(chunk))
                 continue
             task = await cc.task_of(c, a.id)
             if task is None or task.status == Status.STOPPED:
-                rest = f.read()
-                sys.stdout.buffer.write(rest)
-                sys.stdout.flush()
+                _out(convert(f.read()))
                 break
             await asyncio.sleep(0.2)
     return 0

@@ -16,16 +16,16 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from seacan import cio, errors
+from seacan import cio, errors, logformat
 from seacan.cli import output
 from seacan.cli.commands import Subparsers, add_format, add_quiet, noun, verb, write
 from seacan.cli.containers import random_id, spec_of
 from seacan.client import DEFAULT_SNAPSHOTTER, Client
-from seacan.tasks import CreateOptions, ExecOptions, Exit, stats
+from seacan.tasks import DEFAULT_RUNTIME, CreateOptions, ExecOptions, Exit, stats
 
 DRAIN_TIMEOUT = 5.0  # seconds to wait for the shim to close its FIFO ends after an exit
 
@@ -136,13 +136,33 @@ async def create_task_attached(c: Client, id: str, *, interactive: bool, termina
     return await run_attached(c, id, interactive=interactive, terminal=terminal, create=create)
 
 
+LABEL_LOG_FORMAT = "seacan/log-format"
+
+
+def log_format_for(runtime: str) -> str:
+    """The detached log format a runtime writes: CRI records with seacan's shim, else raw."""
+    return logformat.FORMAT_CRI if runtime == DEFAULT_RUNTIME else logformat.FORMAT_RAW
+
+
+def log_format_of(labels: Mapping[str, str]) -> str:
+    """A container's log format (its ``seacan/log-format`` label; raw without one)."""
+    fmt = labels.get(LABEL_LOG_FORMAT, logformat.FORMAT_RAW)
+    return fmt if fmt in logformat.FORMATS else logformat.FORMAT_RAW
+
+
 async def start_detached(c: Client, id: str) -> int:
-    """A new task for container ``id`` writing to its log file; started. Its PID."""
+    """A new task for container ``id`` writing to its log file; started. Its PID.
+
+    The log is in the container's format (:func:`log_format_of`): for CRI the
+    URI says ``?format=cri`` and seacan's shim writes timestamped records.
+    """
     cont = await c.containers.get(id)
     rootfs = await c.snapshotter(cont.snapshotter or DEFAULT_SNAPSHOTTER).mounts(cont.snapshot_key)
     log = cio.log_path(c.namespace, id)
     log.parent.mkdir(parents=True, exist_ok=True)
     uri = cio.log_uri(log)
+    if log_format_of(cont.labels) == logformat.FORMAT_CRI:
+        uri += "?format=cri"
     terminal = bool(spec_of(cont).get("process", {}).get("terminal"))
     await c.tasks.create(
         CreateOptions(id, rootfs, stdout=uri, stderr="" if terminal else uri, terminal=terminal)
@@ -366,10 +386,13 @@ def register(subs: Subparsers) -> None:
 
 
 __all__ = [
+    "LABEL_LOG_FORMAT",
     "create_task_attached",
     "exec_attached",
     "exec_spec",
     "exit_code",
+    "log_format_for",
+    "log_format_of",
     "parse_signal",
     "register",
     "run_attached",

@@ -222,6 +222,13 @@ class Attached:
             await copy(src, self._stdin)
         except OSError as e:
             _log.debug("cio.stdin_failed", error=str(e))
+        # Our end closes first (as containerd's cio does): a shim that reads the FIFO
+        # (runc's) sees EOF once it closed its own writer on CloseIO.
+        if self._stdin in self._fds:
+            self._fds.remove(self._stdin)
+            with contextlib.suppress(OSError):
+                os.close(self._stdin)
+            self._stdin = -1
         if on_eof is not None:
             await on_eof()
 

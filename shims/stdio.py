@@ -10,6 +10,10 @@ The client names each stream by a URI (containerd's ``cio``):
   reason): a process survives its client.
 * ``file:///path``: a log file, opened for appending and handed to the
   process directly (no copying).
+* ``file:///path?format=cri``: a log file in the Kubernetes CRI format
+  (:mod:`seacan.logformat`): the process gets a pipe, and the shim writes
+  each line as ``TIME STREAM F|P TEXT``. (containerd's runc shim ignores the
+  query and writes raw output.)
 * empty: ``/dev/null``.
 
 With a terminal, runc creates the pty inside the container and sends its
@@ -34,9 +38,9 @@ import tempfile
 import termios
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
-from seacan import errors, log
+from seacan import errors, log, logformat
 from seacan.shims.runc import Stdio
 
 _log = log.get("seacan.shims.stdio")
@@ -56,13 +60,18 @@ class StdioPaths:
 
 
 def _kind(uri: str) -> tuple[str, str]:
-    """``("", "")``, ``("fifo", path)`` or ``("file", path)``."""
+    """``("", "")``, ``("fifo", path)``, ``("file", path)`` or ``("cri", path)``."""
     if not uri:
         return "", ""
     u = urlparse(uri)
     if u.scheme in ("", "fifo"):
         return "fifo", u.path if u.scheme else uri
     if u.scheme == "file":
+        fmt = parse_qs(u.query).get("format", [logformat.FORMAT_RAW])[-1]
+        if fmt == logformat.FORMAT_CRI:
+            return "cri", u.path
+        if fmt != logformat.FORMAT_RAW:
+            raise errors.InvalidArgument(f"stdio log format {fmt!r} ({uri}): want cri or raw")
         return "file", u.path
     raise errors.NotImplemented_(f"stdio scheme {u.scheme!r} ({uri}) is not supported")
 
@@ -152,6 +161,29 @@ async def copy(src: int, dst: int, what: str) -> None:
         _log.warning("stdio.read_failed", stream=what, error=str(e))
 
 
+async def copy_cri(src: int, dst: int, stream: str) -> None:
+    """Copy until EOF on ``src`` into the log ``dst``, as CRI records of ``stream``."""
+    enc = logformat.Encoder(stream)
+    broken = False
+
+    async def put(data: bytes) -> None:
+        nonlocal broken
+        if broken or not data:
+            return
+        try:
+            await write_all(dst, data)
+        except OSError as e:
+            _log.warning("stdio.write_failed", stream=stream, error=str(e))
+            broken = True
+
+    try:
+        while data := await read_some(src):
+            await put(enc.feed(data))
+    except OSError as e:
+        _log.warning("stdio.read_failed", stream=stream, error=str(e))
+    await put(enc.flush())
+
+
 class ProcessIO:
     """The stdio of one process: fds for runc, the copy tasks, the console.
 
@@ -224,6 +256,15 @@ class ProcessIO:
             fd = _open_log(path)
             self._give.append(fd)
             return fd
+        if kind == "cri":
+            logfd = _open_log(path)
+            self._own.append(logfd)
+            r, w = os.pipe2(os.O_CLOEXEC)
+            self._give.append(w)
+            self._own.append(r)
+            _nonblock(r)
+            self._out_tasks.append(asyncio.create_task(self._pump_cri(r, logfd, what)))
+            return w
         fifo = _open_fifo(path)
         self._own.append(fifo)
         r, w = os.pipe2(os.O_CLOEXEC)
@@ -237,6 +278,11 @@ class ProcessIO:
         await copy(src, fifo, what)
         # EOF: close our FIFO end so the client sees EOF too.
         self._close_fd(fifo)
+
+    async def _pump_cri(self, src: int, logfd: int, what: str) -> None:
+        await copy_cri(src, logfd, what)
+        self._close_fd(src)
+        self._close_fd(logfd)
 
     async def _receive_console(self) -> int:
         assert self._console_listener is not None
@@ -281,6 +327,10 @@ class ProcessIO:
             out = _open_log(path)
             self._own.append(out)
             self._out_tasks.append(asyncio.create_task(copy(master, out, "console")))
+        elif kind == "cri":
+            out = _open_log(path)
+            self._own.append(out)
+            self._out_tasks.append(asyncio.create_task(copy_cri(master, out, "stdout")))
         else:
             self._out_tasks.append(asyncio.create_task(copy(master, -1, "console")))
 

@@ -6,13 +6,18 @@ SEACAN_LOG_DIR); every container is removed afterwards.
 
 from __future__ import annotations
 
+import os
+import pty
 import re
+import select
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from seacan import logformat
 from tests.fixtures import daemon as dm
 from tests.fixtures import images as im
 
@@ -29,8 +34,9 @@ def runtime(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def cli(
-    seacand: dm.Seacand, runtime: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    seacand: dm.Seacand, runtime: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ns: str
 ) -> Iterator[dm.Seacand]:
+    seacand.namespace = ns
     fifo_dir, log_dir = seacand.base / "fifo", tmp_path / "logs"
     monkeypatch.setenv("SEACAN_FIFO_DIR", str(fifo_dir))
     monkeypatch.setenv("SEACAN_LOG_DIR", str(log_dir))
@@ -131,3 +137,104 @@ def test_stats_and_metrics(cli: dm.Seacand, runtime: str) -> None:
     assert int(rows[0]["PIDS"]) >= 1
     out = cli.seacan_ok("tasks", "metrics", "busy")
     assert "memory.limit_in_bytes" in out and "67108864" in out, out
+
+
+def _logs_until(cli: dm.Seacand, id: str, want: set[str], timeout: float = 10) -> str:
+    deadline = time.monotonic() + timeout
+    out = cli.seacan_ok("logs", id)
+    while not want <= set(out.splitlines()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        out = cli.seacan_ok("logs", id)
+    return out
+
+
+def test_logs_timestamps(cli: dm.Seacand, runtime: str) -> None:
+    """seacan's shim writes CRI logs (docker-style --timestamps); runc's shim raw ones."""
+    before = time.time_ns()
+    script = "echo one; sleep 0.2; echo two >&2; sleep 0.2; printf three"
+    cli.seacan_ok("run", "--runtime", runtime, "-d", "--name", "ts", "busybox", "sh", "-c", script)
+    assert cli.seacan_ok("wait", "ts") == "0\n"
+    assert _logs_until(cli, "ts", {"one", "two", "three"}) == "one\ntwo\nthree"
+    assert cli.seacan_ok("logs", "--tail", "2", "ts") == "two\nthree"
+    r = cli.run_seacan("logs", "--timestamps", "ts")
+    if runtime == "io.containerd.runc.v2":
+        assert r.returncode == 1, dm.describe(r)
+        assert r.stderr == (
+            "seacan: logs of container ts have no timestamps "
+            "(runtime io.containerd.runc.v2 writes raw output)\n"
+        ), dm.describe(r)
+        return
+    assert r.returncode == 0, dm.describe(r)
+    lines = r.stdout.split("\n")
+    assert [ln.partition(" ")[2] for ln in lines] == ["one", "two", "three"], r.stdout
+    stamps = [logformat.parse_time(ln.partition(" ")[0]) for ln in lines]
+    assert before <= stamps[0] <= stamps[1] <= stamps[2] <= time.time_ns(), lines
+    out = cli.seacan_ok("logs", "-f", "-t", "--tail", "1", "ts")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z three", out), out
+
+
+def test_logs_follow_cri_and_raw(cli: dm.Seacand, runtime: str) -> None:
+    script = "echo a; sleep 1; echo b"
+    cli.seacan_ok("run", "--runtime", runtime, "-d", "--name", "fl", "busybox", "sh", "-c", script)
+    r = cli.run_seacan("logs", "-f", "fl", timeout=20)
+    assert r.returncode == 0 and r.stdout == "a\nb\n", dm.describe(r)
+
+
+def _drive_pty(
+    argv: list[str], send: bytes = b"", after: bytes = b"", timeout: float = 20
+) -> tuple[int, str]:
+    """Run ``argv`` on a new pty; once ``after`` appeared (or at once), write ``send``.
+
+    Returns (exit status, everything read)."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                         env=dm.env(), cwd=dm.REPO)  # fmt: skip
+    os.close(slave)
+    out = b""
+    sent = not send
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not sent and after in out:
+                os.write(master, send)
+                sent = True
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif p.poll() is not None:
+                break
+        code = p.wait(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    return code, out.decode(errors="replace")
+
+
+def test_run_interactive_terminal(cli: dm.Seacand, runtime: str) -> None:
+    argv = cli.seacan_argv("run", "--runtime", runtime, "-it", "--rm", "busybox", "sh")
+    code, out = _drive_pty(argv, send=b"echo hi-$((1+1))\nexit 4\n", after=b"# ")
+    assert code == 4, out
+    assert "hi-2" in out, out
+    assert cli.seacan_ok("ps", "-a", "-q") == ""
+
+
+def test_exec_terminal(cli: dm.Seacand, runtime: str) -> None:
+    cli.seacan_ok("run", "--runtime", runtime, "-d", "--name", "tt", "busybox", "sleep", "100")
+    code, out = _drive_pty(cli.seacan_argv("exec", "-it", "tt", "sh", "-c", "tty"))
+    assert code == 0, out
+    assert re.search(r"/dev/pts/\d+", out), out
+
+
+def test_run_interactive_pipe(cli: dm.Seacand, runtime: str) -> None:
+    argv = cli.seacan_argv("run", "--runtime", runtime, "-i", "--rm", "busybox", "cat")
+    r = dm.run(argv, input="piped\nin\n")
+    assert r.returncode == 0, dm.describe(r)
+    assert r.stdout == "piped\nin\n"

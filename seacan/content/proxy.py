@@ -23,7 +23,17 @@ from seacan.content import CHUNK, EMPTY_DIGEST, Info, Status
 EOF: Any = grpc.aio.EOF
 
 
-def _info(msg: Any) -> Info:
+def info_to_pb(info: Info) -> Any:
+    return pb.Info(
+        digest=info.digest,
+        size=info.size,
+        created_at=grpcutil.timestamp(info.created_at),
+        updated_at=grpcutil.timestamp(info.updated_at),
+        labels=dict(info.labels),
+    )
+
+
+def info_from_pb(msg: Any) -> Info:
     return Info(
         digest=msg.digest,
         size=msg.size,
@@ -33,7 +43,18 @@ def _info(msg: Any) -> Info:
     )
 
 
-def _status(msg: Any) -> Status:
+def status_to_pb(st: Status) -> Any:
+    return pb.Status(
+        ref=st.ref,
+        offset=st.offset,
+        total=st.total,
+        expected=st.expected,
+        started_at=grpcutil.timestamp(st.started_at),
+        updated_at=grpcutil.timestamp(st.updated_at),
+    )
+
+
+def status_from_pb(msg: Any) -> Status:
     return Status(
         ref=msg.ref,
         offset=msg.offset,
@@ -170,7 +191,7 @@ class RemoteContent:
             resp = await self._stub.Info(
                 pb.InfoRequest(digest=digest), metadata=grpcutil.scope_metadata()
             )
-        return _info(resp.info)
+        return info_from_pb(resp.info)
 
     async def read(self, digest: str, offset: int = 0, size: int = 0) -> AsyncIterator[bytes]:
         req = pb.ReadContentRequest(digest=digest, offset=offset, size=size)
@@ -208,7 +229,7 @@ class RemoteContent:
             req.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=list(fieldpaths)))
         async with grpcutil.native_errors():
             resp = await self._stub.Update(req, metadata=grpcutil.scope_metadata())
-        return _info(resp.info)
+        return info_from_pb(resp.info)
 
     async def list(self, filters: Sequence[str] = ()) -> AsyncIterator[Info]:
         call = self._stub.List(
@@ -218,7 +239,7 @@ class RemoteContent:
             async with grpcutil.native_errors():
                 async for resp in call:
                     for msg in resp.info:
-                        yield _info(msg)
+                        yield info_from_pb(msg)
         finally:
             call.cancel()
 
@@ -233,14 +254,14 @@ class RemoteContent:
             resp = await self._stub.Status(
                 pb.StatusRequest(ref=ref), metadata=grpcutil.scope_metadata()
             )
-        return _status(resp.status)
+        return status_from_pb(resp.status)
 
     async def list_statuses(self, filters: Sequence[str] = ()) -> builtins.list[Status]:
         async with grpcutil.native_errors():
             resp = await self._stub.ListStatuses(
                 pb.ListStatusesRequest(filters=list(filters)), metadata=grpcutil.scope_metadata()
             )
-        return [_status(s) for s in resp.statuses]
+        return [status_from_pb(s) for s in resp.statuses]
 
     async def abort(self, ref: str) -> None:
         async with grpcutil.native_errors():

@@ -17,7 +17,7 @@ from google.protobuf import empty_pb2
 from seacan import errors, grpcutil
 from seacan.api.services.content.v1 import content_pb2 as pb
 from seacan.api.services.content.v1 import content_pb2_grpc
-from seacan.content import Info, Status
+from seacan.content.proxy import info_from_pb, info_to_pb, status_to_pb
 
 from .store import ContentStore, LocalWriter
 
@@ -25,37 +25,6 @@ SERVICE = "containerd.services.content.v1.Content"
 LIST_BATCH = 100
 
 Ctx = Any  # grpc.aio.ServicerContext; grpcio ships no types
-
-
-def info_to_pb(info: Info) -> Any:
-    return pb.Info(
-        digest=info.digest,
-        size=info.size,
-        created_at=grpcutil.timestamp(info.created_at),
-        updated_at=grpcutil.timestamp(info.updated_at),
-        labels=dict(info.labels),
-    )
-
-
-def info_from_pb(msg: Any) -> Info:
-    return Info(
-        digest=msg.digest,
-        size=msg.size,
-        created_at=grpcutil.from_timestamp(msg.created_at),
-        updated_at=grpcutil.from_timestamp(msg.updated_at),
-        labels=dict(msg.labels),
-    )
-
-
-def status_to_pb(st: Status) -> Any:
-    return pb.Status(
-        ref=st.ref,
-        offset=st.offset,
-        total=st.total,
-        expected=st.expected,
-        started_at=grpcutil.timestamp(st.started_at),
-        updated_at=grpcutil.timestamp(st.updated_at),
-    )
 
 
 class ContentServicer:

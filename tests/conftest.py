@@ -8,6 +8,7 @@ that checks the tests themselves (containerd passes them).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -131,6 +132,9 @@ def ns(request: pytest.FixtureRequest) -> Iterator[str]:
     name = dm.namespace_for(request.node.name)
     dm.remove_cgroups(name)
     yield name
+    # Debian's runc shim keeps an (emptied) runc state directory per namespace.
+    with contextlib.suppress(OSError):
+        (dm.RUNC_SHIM_ROOT / name).rmdir()
     busy = dm.remove_cgroups(name)
     assert not busy, f"cgroups still in use after the test: {busy}"
 

@@ -19,30 +19,12 @@ from seacan import errors, scope
 from seacan.content import Store, read_blob, testsuite, write_blob
 from seacan.services.content import store as store_mod
 from seacan.services.content.store import ContentStore, Damage
+from tests.fixtures.hooks import RecordingHooks
 
 pytestmark = pytest.mark.unit
 
 NS = "unit"
 REPO = Path(__file__).resolve().parents[2]
-
-
-class RecordingHooks:
-    """Records what the store tells the metadata service; can be told to fail."""
-
-    def __init__(self) -> None:
-        self.namespaces: list[str] = []
-        self.resources: list[tuple[str, str, str]] = []
-        self.fail_lease: errors.SeacanError | None = None
-
-    async def ensure_namespace(self, namespace: str, /) -> None:
-        self.namespaces.append(namespace)
-
-    async def add_lease_resource(
-        self, lease_id: str, resource_id: str, resource_type: str, /
-    ) -> None:
-        if self.fail_lease is not None:
-            raise self.fail_lease
-        self.resources.append((lease_id, resource_id, resource_type))
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:

@@ -17,30 +17,12 @@ from seacan.services.snapshots import overlay
 from seacan.services.snapshots.db import SnapshotDB
 from seacan.services.snapshots.overlay import OverlaySnapshotter
 from seacan.snapshots import Kind, Snapshotter, testsuite
+from tests.fixtures.hooks import RecordingHooks
 
 pytestmark = pytest.mark.unit
 
 NS = "unit"
 OVL = "snapshots/overlayfs"
-
-
-class RecordingHooks:
-    """Records what the snapshotter tells the metadata service; can be told to fail."""
-
-    def __init__(self) -> None:
-        self.namespaces: list[str] = []
-        self.resources: list[tuple[str, str, str]] = []
-        self.fail_lease: errors.SeacanError | None = None
-
-    async def ensure_namespace(self, namespace: str, /) -> None:
-        self.namespaces.append(namespace)
-
-    async def add_lease_resource(
-        self, lease_id: str, resource_id: str, resource_type: str, /
-    ) -> None:
-        if self.fail_lease is not None:
-            raise self.fail_lease
-        self.resources.append((lease_id, resource_id, resource_type))
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:

@@ -20,7 +20,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
 from seacan import config, errors, log
-from seacan.cli import commands, containers, images, tasks
+from seacan.cli import (
+    build,
+    commands,
+    containers,
+    distribution,
+    images,
+    network,
+    registry,
+    tasks,
+    volume,
+)
 from seacan.cli import run as docker_style
 
 DEFAULT_NAMESPACE = "default"
@@ -80,6 +90,11 @@ def build_parser() -> Parser:
     containers.register(nouns)
     tasks.register(nouns)
     docker_style.register(nouns)
+    distribution.register(nouns)
+    network.register(nouns)
+    volume.register(nouns)
+    build.register(nouns)
+    registry.register(nouns)
     return p
 
 
@@ -95,6 +110,9 @@ async def run(args: argparse.Namespace) -> int:
     from seacan.client import Client
 
     func: Handler = args.func
+    if getattr(args, "offline", False):
+        # Commands that need no daemon (``registry serve``, ``login``) get no client.
+        return await func(None, args)
     client = await Client.connect(args.address, args.namespace, timeout=args.connect_timeout)
     try:
         return await func(client, args)

@@ -9,6 +9,7 @@ from grpcio-health-checking.
 from __future__ import annotations
 
 import functools
+import importlib
 from types import ModuleType
 
 from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
@@ -43,9 +44,24 @@ MAIN_SOCKET_MODULES: tuple[ModuleType, ...] = (
 )
 
 
+# seacan's own services on the main socket: seacan.services.<name>.v1, generated
+# from proto/seacan/api/services/<name>/v1/<name>.proto.
+SEACAN_SERVICES = ("transfer", "networking", "volumes", "build")
+
+
+def _seacan_modules() -> tuple[ModuleType, ...]:
+    found = []
+    for name in SEACAN_SERVICES:
+        try:
+            found.append(importlib.import_module(f"seacan.api.services.{name}.v1.{name}_pb2"))
+        except ModuleNotFoundError:
+            continue
+    return tuple(found)
+
+
 def _services() -> list[ServiceDescriptor]:
     found: list[ServiceDescriptor] = []
-    for module in MAIN_SOCKET_MODULES:
+    for module in (*MAIN_SOCKET_MODULES, *_seacan_modules()):
         file_desc: FileDescriptor = module.DESCRIPTOR
         by_name = file_desc.services_by_name
         found.extend(by_name[name] for name in sorted(by_name))

@@ -20,7 +20,20 @@ DEFAULT_CONFIG = Path("/etc/seacan/config.toml")
 DEFAULT_SNAPSHOTTER = "overlayfs"
 
 # The services seacand starts, in start order.
-SERVICES = ("metadata", "content", "snapshots", "images", "containers", "tasks")
+SERVICES = (
+    "metadata",
+    "content",
+    "snapshots",
+    "images",
+    "containers",
+    "tasks",
+    "volumes",
+    "networking",
+    "build",
+)
+DEFAULT_CONFIG_DIR = Path("/etc/seacan")
+# Where CNI plugins are looked for, in order (Debian puts them in /usr/lib/cni).
+DEFAULT_CNI_PLUGIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +44,8 @@ class Limits:
     max_layer_bytes: int = 64 << 30
     # An archive entry or blob larger than this is refused.
     max_blob_bytes: int = 64 << 30
+    # A build context (the tar stream ``seacan build`` sends) larger than this is refused.
+    max_context_bytes: int = 4 << 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +57,10 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     # Seconds between periodic garbage collections (0 disables the timer).
     gc_interval: float = 300.0
+    # User configuration seacan owns: network conflists (networks/), registry
+    # certificates (certs.d/).
+    config_dir: Path = DEFAULT_CONFIG_DIR
+    cni_plugin_dirs: tuple[str, ...] = DEFAULT_CNI_PLUGIN_DIRS
 
     def service_socket(self, service: str) -> Path:
         return self.state / "sockets" / f"{service}.sock"
@@ -66,6 +85,12 @@ class Config:
             str(self.limits.max_blob_bytes),
             "--gc-interval",
             str(self.gc_interval),
+            "--max-context-bytes",
+            str(self.limits.max_context_bytes),
+            "--config-dir",
+            str(self.config_dir),
+            "--cni-plugin-dirs",
+            ":".join(self.cni_plugin_dirs),
         ]
 
 
@@ -79,6 +104,9 @@ def load(
     max_layer_bytes: int | None = None,
     max_blob_bytes: int | None = None,
     gc_interval: float | None = None,
+    max_context_bytes: int | None = None,
+    config_dir: str | None = None,
+    cni_plugin_dirs: str | None = None,
 ) -> Config:
     """Defaults, then the TOML file, then flags; paths made absolute."""
     cfg = Config()
@@ -92,6 +120,8 @@ def load(
         limits = replace(limits, max_layer_bytes=max_layer_bytes)
     if max_blob_bytes is not None:
         limits = replace(limits, max_blob_bytes=max_blob_bytes)
+    if max_context_bytes is not None:
+        limits = replace(limits, max_context_bytes=max_context_bytes)
     new_state = Path(state).absolute() if state else cfg.state
     new_address = (
         Path(address).absolute()
@@ -106,6 +136,12 @@ def load(
         log_level=log_level or cfg.log_level,
         limits=limits,
         gc_interval=cfg.gc_interval if gc_interval is None else gc_interval,
+        config_dir=Path(config_dir).absolute() if config_dir else cfg.config_dir,
+        cni_plugin_dirs=(
+            tuple(d for d in cni_plugin_dirs.split(":") if d)
+            if cni_plugin_dirs
+            else cfg.cni_plugin_dirs
+        ),
     )
 
 
@@ -116,7 +152,16 @@ def _apply_toml(cfg: Config, path: Path) -> Config:
         raise errors.NotFound(f"config file {path} not found") from e
     except tomllib.TOMLDecodeError as e:
         raise errors.InvalidArgument(f"config file {path}: {e}") from e
-    known = {"root", "state", "address", "log_level", "limits", "gc_interval"}
+    known = {
+        "root",
+        "state",
+        "address",
+        "log_level",
+        "limits",
+        "gc_interval",
+        "config_dir",
+        "cni_plugin_dirs",
+    }
     unknown = set(data) - known
     if unknown:
         raise errors.InvalidArgument(f"config file {path}: unknown keys {sorted(unknown)}")
@@ -126,6 +171,7 @@ def _apply_toml(cfg: Config, path: Path) -> Config:
         limits = Limits(
             max_layer_bytes=int(lim.get("max_layer_bytes", limits.max_layer_bytes)),
             max_blob_bytes=int(lim.get("max_blob_bytes", limits.max_blob_bytes)),
+            max_context_bytes=int(lim.get("max_context_bytes", limits.max_context_bytes)),
         )
     state = Path(data["state"]) if "state" in data else cfg.state
     return replace(
@@ -136,6 +182,8 @@ def _apply_toml(cfg: Config, path: Path) -> Config:
         log_level=str(data.get("log_level", cfg.log_level)),
         limits=limits,
         gc_interval=float(data.get("gc_interval", cfg.gc_interval)),
+        config_dir=Path(data.get("config_dir", cfg.config_dir)),
+        cni_plugin_dirs=tuple(data.get("cni_plugin_dirs", cfg.cni_plugin_dirs)),
     )
 
 

@@ -40,6 +40,9 @@ def parse(argv: list[str] | None = None) -> tuple[config.Config, int]:
     p.add_argument("--max-layer-bytes", type=int)
     p.add_argument("--max-blob-bytes", type=int)
     p.add_argument("--gc-interval", type=float)
+    p.add_argument("--max-context-bytes", type=int)
+    p.add_argument("--config-dir")
+    p.add_argument("--cni-plugin-dirs")
     p.add_argument("--parent-pid", type=int, default=0)
     a = p.parse_args(argv)
     cfg = config.load(
@@ -51,6 +54,9 @@ def parse(argv: list[str] | None = None) -> tuple[config.Config, int]:
         max_layer_bytes=a.max_layer_bytes,
         max_blob_bytes=a.max_blob_bytes,
         gc_interval=a.gc_interval,
+        max_context_bytes=a.max_context_bytes,
+        config_dir=a.config_dir,
+        cni_plugin_dirs=a.cni_plugin_dirs,
     )
     return cfg, int(a.parent_pid)
 

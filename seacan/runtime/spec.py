@@ -168,6 +168,9 @@ class ContainerOptions:
     oom_score_adj: int | None = None
     shm_size: int = DEFAULT_SHM_SIZE
     annotations: Mapping[str, str] = field(default_factory=dict)
+    # Extra OCI mounts (volumes, binds, tmpfs, /etc/hosts ...); one with the same
+    # destination as a default mount replaces it.
+    mounts: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +333,13 @@ def _rlimits(opts: ContainerOptions, host: Host) -> list[dict[str, Any]]:
 
 
 def _mounts(opts: ContainerOptions) -> list[dict[str, Any]]:
+    extra = [dict(m) for m in opts.mounts]
+    replaced = {m["destination"] for m in extra}
+    defaults = [m for m in _default_mounts(opts) if m["destination"] not in replaced]
+    return [*defaults, *extra]
+
+
+def _default_mounts(opts: ContainerOptions) -> list[dict[str, Any]]:
     sys_ro = [] if opts.privileged else ["ro"]
     return [
         {

@@ -574,8 +574,15 @@ def _entry_error(layer: str, name: str, e: BaseException) -> errors.SeacanError:
     what = e.strerror or str(e)
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return errors.ResourceExhausted(f"{prefix}: {what}")
-    if e.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
-                   errno.ENOTEMPTY, errno.EINVAL):
+    if e.errno in (
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.ENOTEMPTY,
+        errno.EINVAL,
+    ):
         return errors.InvalidArgument(f"{prefix}: {what}")
     return errors.Internal(f"{prefix}: {what}")
 
@@ -657,7 +664,10 @@ class Applier:
             async with with_temp_mount(mounts) as root:
                 diff_id, size = await self._unpack(desc, Target(str(root)), declared)
         _log.info(
-            "diff.applied", layer=desc.digest, diff_id=diff_id, size=size,
+            "diff.applied",
+            layer=desc.digest,
+            diff_id=diff_id,
+            size=size,
             seconds=round(time.monotonic() - started, 3),
         )
         return oci.Descriptor(media_type=oci.OCI_LAYER, digest=diff_id, size=size)
@@ -665,9 +675,12 @@ class Applier:
     async def _unpack(self, desc: oci.Descriptor, target: Target, declared: str) -> tuple[str, int]:
         def work(get: Callable[[], bytes]) -> tuple[str, int]:
             return extract(
-                get, target, layer=desc.digest, declared=declared, limit=self._limit,
+                get,
+                target,
+                layer=desc.digest,
+                declared=declared,
+                limit=self._limit,
                 sync=self._sync,
             )
 
         return await bridge.run_reading(self._provider.read(desc.digest), work)
-

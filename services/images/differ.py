@@ -100,7 +100,8 @@ def readonly(mounts: Sequence[Mount]) -> list[Mount]:
         if m.type == "overlay":
             upper, lowers = _overlay_dirs(m)
             opts = [
-                o for o in m.options
+                o
+                for o in m.options
                 if not o.startswith(("upperdir=", "workdir=", "lowerdir=")) and o != "rw"
             ]
             stack = ([upper] if upper else []) + lowers
@@ -173,8 +174,9 @@ class _Writer:
         self._add = add
         self._links: dict[tuple[int, int], str] = {}
 
-    def entry(self, dfd: int, name: str, rel: str, st: os.stat_result,
-              xattrs: Mapping[str, bytes]) -> None:
+    def entry(
+        self, dfd: int, name: str, rel: str, st: os.stat_result, xattrs: Mapping[str, bytes]
+    ) -> None:
         kind = _kind(st)
         if kind is None:
             _log.debug("diff.skipped", path=rel, mode=oct(st.st_mode))
@@ -271,8 +273,12 @@ def _same(afd: int, bfd: int, name: str, sa: os.stat_result, sb: os.stat_result)
     """containerd's sameFile: type, owner, mode, device, xattrs; size and time for non-dirs."""
     if stat.S_IFMT(sa.st_mode) != stat.S_IFMT(sb.st_mode):
         return False
-    if (sa.st_mode, sa.st_uid, sa.st_gid, sa.st_rdev) != (sb.st_mode, sb.st_uid, sb.st_gid,
-                                                          sb.st_rdev):
+    if (sa.st_mode, sa.st_uid, sa.st_gid, sa.st_rdev) != (
+        sb.st_mode,
+        sb.st_uid,
+        sb.st_gid,
+        sb.st_rdev,
+    ):
         return False
     if _xattrs(afd, name) != _xattrs(bfd, name):
         return False

@@ -506,4 +506,3 @@ class LayerWriter:
         self._tf.close()
         self._comp.close()
         return "sha256:" + self._file.hash.hexdigest(), self._file.size
-

@@ -28,9 +28,16 @@ OWNERS: dict[str, tuple[str, ...]] = {
     ),
     "content": ("containerd.services.content.v1.Content",),
     "snapshots": ("containerd.services.snapshots.v1.Snapshots",),
-    "images": ("containerd.services.images.v1.Images", "containerd.services.diff.v1.Diff"),
+    "images": (
+        "containerd.services.images.v1.Images",
+        "containerd.services.diff.v1.Diff",
+        "seacan.services.transfer.v1.Transfer",
+    ),
     "containers": ("containerd.services.containers.v1.Containers",),
     "tasks": ("containerd.services.tasks.v1.Tasks", "containerd.services.events.v1.Events"),
+    "volumes": ("seacan.services.volumes.v1.Volumes",),
+    "networking": ("seacan.services.networking.v1.Networking",),
+    "build": ("seacan.services.build.v1.Builder",),
 }
 LOCAL = (
     "containerd.services.version.v1.Version",
@@ -97,6 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-layer-bytes", type=int, help="refuse layers that expand past this")
     p.add_argument("--max-blob-bytes", type=int, help="refuse blobs larger than this")
     p.add_argument("--gc-interval", type=float, help="seconds between collections; 0 disables")
+    p.add_argument("--max-context-bytes", type=int, help="refuse build contexts larger than this")
+    p.add_argument("--config-dir", help="networks and registry certificates (default /etc/seacan)")
+    p.add_argument(
+        "--cni-plugin-dirs", help="colon-separated CNI plugin directories (default /usr/lib/cni)"
+    )
     a = p.parse_args(argv)
     try:
         cfg = config.load(
@@ -108,6 +120,9 @@ def main(argv: list[str] | None = None) -> None:
             max_layer_bytes=a.max_layer_bytes,
             max_blob_bytes=a.max_blob_bytes,
             gc_interval=a.gc_interval,
+            max_context_bytes=a.max_context_bytes,
+            config_dir=a.config_dir,
+            cni_plugin_dirs=a.cni_plugin_dirs,
         )
         log.configure(cfg.log_level)
         asyncio.run(run(cfg))

@@ -74,7 +74,8 @@ async def serving(
     isrv = grpcutil.server()
     servicer.register(isrv, istore)
     diff_servicer.register(
-        isrv, Applier(remote_content, max_layer_bytes=max_layer_bytes, sync=False),
+        isrv,
+        Applier(remote_content, max_layer_bytes=max_layer_bytes, sync=False),
         Differ(remote_content),
     )
     isock = root / "images.sock"
@@ -165,7 +166,9 @@ def test_wire_errors_and_go_zero_times(tmp_path: Path) -> None:
 
             target = ipb.Image(name="x").target
             target.media_type, target.digest, target.size = (
-                oci.OCI_MANIFEST, testsuite.digest("m"), 5,
+                oci.OCI_MANIFEST,
+                testsuite.digest("m"),
+                5,
             )
             img = ipb.Image(name="x", target=target)
             img.created_at.seconds = -62135596800  # Go's zero time
@@ -189,9 +192,7 @@ def test_wire_errors_and_go_zero_times(tmp_path: Path) -> None:
 
 
 @contextlib.asynccontextmanager
-async def diff_env(
-    tmp_path: Path, **kw: Any
-) -> AsyncIterator[tuple[RemoteDiff, RemoteContent]]:
+async def diff_env(tmp_path: Path, **kw: Any) -> AsyncIterator[tuple[RemoteDiff, RemoteContent]]:
     """RemoteDiff and RemoteContent (for putting layers in) against one server pair."""
     async with serving(tmp_path / "srv", **kw) as ichan:
         cchan = grpcutil.channel(tmp_path / "srv" / "content.sock")
@@ -222,7 +223,10 @@ def test_apply_over_grpc(tmp_path: Path) -> None:
         scope.set_scope(NS, "")
         async with diff_env(tmp_path) as (diff, store):
             desc = await content.write_blob(
-                store, "layer", layer.blob.data, expected=layer.blob.digest,
+                store,
+                "layer",
+                layer.blob.data,
+                expected=layer.blob.digest,
                 media_type=layer.blob.media_type,
             )
             applied = await diff.apply(desc, _bind(target))

@@ -50,8 +50,12 @@ def write(p: Path, text: str, mtime: float = T) -> None:
 def apply_to(root: Path, data: bytes, overlay: bool = False) -> str:
     it = iter([data])
     diff_id, _ = ap.extract(
-        lambda: next(it, b""), ap.Target(str(root), overlay=overlay), layer="sha256:" + "0" * 64,
-        declared="", limit=1 << 30, sync=False,
+        lambda: next(it, b""),
+        ap.Target(str(root), overlay=overlay),
+        layer="sha256:" + "0" * 64,
+        declared="",
+        limit=1 << 30,
+        sync=False,
     )
     return diff_id
 
@@ -146,8 +150,11 @@ def test_walk_upper_converts_overlay_whiteouts(tmp_path: Path) -> None:
 
 def test_plans() -> None:
     lower = [Mount("bind", "/s/1/fs", "", ("ro", "rbind"))]
-    upper = [Mount("overlay", "overlay", "", ("workdir=/s/2/work", "upperdir=/s/2/fs",
-                                              "lowerdir=/s/1/fs"))]
+    upper = [
+        Mount(
+            "overlay", "overlay", "", ("workdir=/s/2/work", "upperdir=/s/2/fs", "lowerdir=/s/1/fs")
+        )
+    ]
     assert differ._stack(lower) == ["/s/1/fs"]
     up, lowers = differ._overlay_dirs(upper[0])
     assert (up, lowers) == ("/s/2/fs", ["/s/1/fs"])
@@ -246,8 +253,14 @@ def test_differ_picks_the_upper_walk_only_for_its_own_lowers(tmp_path: Path) -> 
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
-    upper = [Mount("overlay", "overlay", "", ("upperdir=/s/3/fs", "workdir=/s/3/work",
-                                              "lowerdir=/s/2/fs:/s/1/fs"))]
+    upper = [
+        Mount(
+            "overlay",
+            "overlay",
+            "",
+            ("upperdir=/s/3/fs", "workdir=/s/3/work", "lowerdir=/s/2/fs:/s/1/fs"),
+        )
+    ]
     view = [Mount("overlay", "overlay", "", ("lowerdir=/s/2/fs:/s/1/fs",))]
 
     async def main() -> None:

@@ -34,18 +34,34 @@ def source(data: bytes, chunk: int = 1 << 20) -> Callable[[], bytes]:
 
 
 def extract(
-    root: Path, data: bytes, *, overlay: bool = False, lowers: tuple[str, ...] = (),
-    declared: str = "", chunk: int = 1 << 20,
+    root: Path,
+    data: bytes,
+    *,
+    overlay: bool = False,
+    lowers: tuple[str, ...] = (),
+    declared: str = "",
+    chunk: int = 1 << 20,
 ) -> tuple[str, int]:
     return ap.extract(
-        source(data, chunk), ap.Target(str(root), overlay=overlay, lowers=lowers),
-        layer=LAYER, declared=declared, limit=1 << 30, sync=False,
+        source(data, chunk),
+        ap.Target(str(root), overlay=overlay, lowers=lowers),
+        layer=LAYER,
+        declared=declared,
+        limit=1 << 30,
+        sync=False,
     )
 
 
 def info(
-    name: str, kind: bytes = tarfile.REGTYPE, *, mode: int = 0o644, uid: int = 0, gid: int = 0,
-    mtime: float = T, linkname: str = "", xattrs: dict[str, str] | None = None,
+    name: str,
+    kind: bytes = tarfile.REGTYPE,
+    *,
+    mode: int = 0o644,
+    uid: int = 0,
+    gid: int = 0,
+    mtime: float = T,
+    linkname: str = "",
+    xattrs: dict[str, str] | None = None,
 ) -> tarfile.TarInfo:
     ti = tarfile.TarInfo(name)
     ti.type, ti.mode, ti.uid, ti.gid, ti.mtime, ti.linkname = kind, mode, uid, gid, mtime, linkname
@@ -56,8 +72,9 @@ def info(
 
 def tar(*entries: tarfile.TarInfo | tuple[tarfile.TarInfo, bytes]) -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8",
-                      errors="surrogateescape") as tf:
+    with tarfile.open(
+        fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape"
+    ) as tf:
         for e in entries:
             ti, data = e if isinstance(e, tuple) else (e, b"")
             ti.size = len(data)
@@ -311,8 +328,16 @@ RAW_ID = "sha256:" + hashlib.sha256(RAW).hexdigest()
             + zstandard.ZstdCompressor().compress(RAW[5000:]),
         ),
     ],
-    ids=["tar", "gzip", "sniffed-gzip", "zstd", "sniffed-zstd", "gzip-members", "gzip-padding",
-         "zstd-frames"],
+    ids=[
+        "tar",
+        "gzip",
+        "sniffed-gzip",
+        "zstd",
+        "sniffed-zstd",
+        "gzip-members",
+        "gzip-padding",
+        "zstd-frames",
+    ],
 )
 def test_compressions(root: Path, declared: str, data: bytes) -> None:
     diff_id, size = extract(root, data, declared=declared, chunk=1000)
@@ -332,7 +357,9 @@ def test_plan_target() -> None:
     bind = Mount("bind", "/s/1/fs", "", ("rw", "rbind"))
     assert ap.plan_target([bind]) == ap.Target("/s/1/fs")
     ov = Mount(
-        "overlay", "overlay", "",
+        "overlay",
+        "overlay",
+        "",
         ("index=off", "workdir=/s/2/work", "upperdir=/s/2/fs", "lowerdir=/s/1/fs:/s/0/fs"),
     )
     assert ap.plan_target([ov]) == ap.Target("/s/2/fs", overlay=True, lowers=("/s/1/fs", "/s/0/fs"))
@@ -364,22 +391,36 @@ def test_whiteouts_hide_lower_files_in_a_real_overlay_mount(tmp_path: Path) -> N
     lower, upper, work, merged = (tmp_path / n for n in ("lower", "upper", "work", "merged"))
     for d in (lower, upper, work, merged):
         d.mkdir()
-    extract(lower, tar(
-        info("etc", tarfile.DIRTYPE),
-        (info("etc/passwd"), b"root\n"),
-        (info("etc/group"), b"root\n"),
-        info("var", tarfile.DIRTYPE),
-        (info("var/old"), b"old"),
-    ))
-    extract(upper, tar(
-        info("etc/.wh.passwd"),
-        info("var", tarfile.DIRTYPE),
-        info("var/.wh..wh..opq"),
-        (info("var/new"), b"new"),
-    ), overlay=True, lowers=(str(lower),))
+    extract(
+        lower,
+        tar(
+            info("etc", tarfile.DIRTYPE),
+            (info("etc/passwd"), b"root\n"),
+            (info("etc/group"), b"root\n"),
+            info("var", tarfile.DIRTYPE),
+            (info("var/old"), b"old"),
+        ),
+    )
+    extract(
+        upper,
+        tar(
+            info("etc/.wh.passwd"),
+            info("var", tarfile.DIRTYPE),
+            info("var/.wh..wh..opq"),
+            (info("var/new"), b"new"),
+        ),
+        overlay=True,
+        lowers=(str(lower),),
+    )
     mount_all(
-        [Mount("overlay", "overlay", "",
-               ("index=off", f"workdir={work}", f"upperdir={upper}", f"lowerdir={lower}"))],
+        [
+            Mount(
+                "overlay",
+                "overlay",
+                "",
+                ("index=off", f"workdir={work}", f"upperdir={upper}", f"lowerdir={lower}"),
+            )
+        ],
         merged,
     )
     try:

@@ -78,8 +78,12 @@ def extract(
     root: Path, data: bytes, *, declared: str = "", limit: int = 1 << 30, chunk: int = 1 << 20
 ) -> tuple[str, int]:
     return ap.extract(
-        source(data, chunk), ap.Target(str(root)), layer=LAYER, declared=declared,
-        limit=limit, sync=False,
+        source(data, chunk),
+        ap.Target(str(root)),
+        layer=LAYER,
+        declared=declared,
+        limit=limit,
+        sync=False,
     )
 
 
@@ -127,8 +131,9 @@ def test_nul_in_name(env: Env) -> None:
 def test_non_utf8_name_is_named_readably(env: Env) -> None:
     ti = tarfile.TarInfo("../\udcffbad")  # the raw byte 0xff, as tarfile reads it back
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8",
-                      errors="surrogateescape") as tf:
+    with tarfile.open(
+        fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape"
+    ) as tf:
         tf.addfile(ti)
     with pytest.raises(errors.InvalidArgument) as ei:
         extract(env.root, buf.getvalue())
@@ -256,9 +261,7 @@ def refused_keep(env: Env, entries: list[im.Entry], *names: str) -> str:
 
 
 def test_char_device(env: Env) -> None:
-    msg = refused(
-        env, [im.directory("dev"), im.chardev("dev/evil-null", 1, 3)], '"dev/evil-null"'
-    )
+    msg = refused(env, [im.directory("dev"), im.chardev("dev/evil-null", 1, 3)], '"dev/evil-null"')
     assert "device nodes are not allowed" in msg
     assert not (env.root / "dev/evil-null").exists()
 

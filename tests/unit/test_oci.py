@@ -26,8 +26,13 @@ def manifest(**over: Any) -> dict[str, Any]:
         "config": {"mediaType": oci.OCI_CONFIG, "digest": D1, "size": 10},
         "layers": [
             {"mediaType": oci.OCI_LAYER_GZIP, "digest": D2, "size": 20},
-            {"mediaType": oci.DOCKER_LAYER_GZIP, "digest": D3, "size": 30,
-             "annotations": {"a": "b"}, "urls": ["https://x"]},
+            {
+                "mediaType": oci.DOCKER_LAYER_GZIP,
+                "digest": D3,
+                "size": 30,
+                "annotations": {"a": "b"},
+                "urls": ["https://x"],
+            },
         ],
         "annotations": {"org.opencontainers.image.created": "now"},
     }
@@ -57,18 +62,34 @@ def test_parse_manifest() -> None:
         (b"{not json", "invalid JSON"),
         (b"[]", "JSON object expected"),
         (json.dumps(manifest(schemaVersion=1)).encode(), "schemaVersion 1"),
-        (json.dumps({k: v for k, v in manifest().items() if k != "config"}).encode(),
-         "missing field 'config'"),
-        (json.dumps(manifest(config={"mediaType": oci.OCI_CONFIG, "size": 1})).encode(),
-         "manifest: config: missing field 'digest'"),
-        (json.dumps(manifest(config={"mediaType": oci.OCI_CONFIG, "digest": "sha256:abc",
-                                     "size": 1})).encode(), "invalid digest 'sha256:abc'"),
-        (json.dumps(manifest(config={"mediaType": oci.OCI_CONFIG, "digest": D1.upper(),
-                                     "size": 1})).encode(), "invalid digest"),
-        (json.dumps(manifest(layers=[{"mediaType": "x", "digest": D1, "size": -1}])).encode(),
-         "manifest: layers[0]: negative size"),
-        (json.dumps(manifest(layers=[{"mediaType": "x", "digest": D1, "size": "1"}])).encode(),
-         "layers[0]: field 'size' has the wrong type"),
+        (
+            json.dumps({k: v for k, v in manifest().items() if k != "config"}).encode(),
+            "missing field 'config'",
+        ),
+        (
+            json.dumps(manifest(config={"mediaType": oci.OCI_CONFIG, "size": 1})).encode(),
+            "manifest: config: missing field 'digest'",
+        ),
+        (
+            json.dumps(
+                manifest(config={"mediaType": oci.OCI_CONFIG, "digest": "sha256:abc", "size": 1})
+            ).encode(),
+            "invalid digest 'sha256:abc'",
+        ),
+        (
+            json.dumps(
+                manifest(config={"mediaType": oci.OCI_CONFIG, "digest": D1.upper(), "size": 1})
+            ).encode(),
+            "invalid digest",
+        ),
+        (
+            json.dumps(manifest(layers=[{"mediaType": "x", "digest": D1, "size": -1}])).encode(),
+            "manifest: layers[0]: negative size",
+        ),
+        (
+            json.dumps(manifest(layers=[{"mediaType": "x", "digest": D1, "size": "1"}])).encode(),
+            "layers[0]: field 'size' has the wrong type",
+        ),
         (json.dumps(manifest(mediaType=oci.OCI_INDEX)).encode(), "unexpected mediaType"),
     ],
 )
@@ -83,8 +104,12 @@ def test_parse_index() -> None:
         "schemaVersion": 2,
         "mediaType": oci.DOCKER_MANIFEST_LIST,
         "manifests": [
-            {"mediaType": oci.DOCKER_MANIFEST, "digest": D1, "size": 5,
-             "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+            {
+                "mediaType": oci.DOCKER_MANIFEST,
+                "digest": D1,
+                "size": 5,
+                "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"},
+            },
             {"mediaType": oci.OCI_MANIFEST, "digest": D2, "size": 6},
         ],
     }
@@ -131,8 +156,9 @@ def test_chain_ids() -> None:
 
 
 def test_descriptor_json_round_trip() -> None:
-    d = oci.Descriptor(oci.OCI_MANIFEST, D1, 7, {"k": "v"},
-                       platform=oci.Platform("linux", "arm64", "v8"))
+    d = oci.Descriptor(
+        oci.OCI_MANIFEST, D1, 7, {"k": "v"}, platform=oci.Platform("linux", "arm64", "v8")
+    )
     assert oci.parse_descriptor(d.to_json()) == d
 
 
@@ -153,8 +179,9 @@ def test_platform_matches() -> None:
     assert not oci.platform_matches(amd64, arm64)
     assert oci.platform_matches(arm64, oci.Platform("linux", "arm64"))
     assert oci.platform_matches(arm64, oci.Platform("linux", "aarch64", "8"))
-    assert not oci.platform_matches(oci.Platform("linux", "arm", "v6"),
-                                    oci.Platform("linux", "arm", "v7"))
+    assert not oci.platform_matches(
+        oci.Platform("linux", "arm", "v6"), oci.Platform("linux", "arm", "v7")
+    )
     assert not oci.platform_matches(amd64, oci.Platform("windows", "amd64"))
     assert oci.parse_platform("linux/arm64") == oci.Platform("linux", "arm64")
     assert oci.parse_platform("linux/arm/v7") == oci.Platform("linux", "arm", "v7")

@@ -1,0 +1,1 @@
+"""The networking service (see ARCHITECTURE.md)."""

@@ -1,0 +1,26 @@
+"""The networking service process on ``<state>/sockets/networking.sock``.
+
+python -m seacan.services.networking [flags]
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from seacan import config, grpcutil
+from seacan.services import process
+
+
+async def serve(cfg: config.Config) -> None:
+    def _register(server: grpc.aio.Server) -> None:
+        del server
+
+    await grpcutil.serve(cfg.service_socket("networking"), _register, [])
+
+
+def main() -> None:
+    process.run("networking", serve)
+
+
+if __name__ == "__main__":
+    main()

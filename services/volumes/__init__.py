@@ -1,0 +1,1 @@
+"""The volumes service (see ARCHITECTURE.md)."""

@@ -17,6 +17,7 @@ import pytest
 
 from tests.fixtures import daemon as dm
 from tests.fixtures import images as im
+from tests.fixtures.registry import registry_factory, registry_factory_module  # noqa: F401
 
 E2E_DAEMON = os.environ.get("SEACAN_E2E_DAEMON", "seacan")
 

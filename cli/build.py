@@ -1,9 +1,266 @@
-"""seacan build commands (being written)."""
+"""seacan build, commit, history, builder prune.
+
+``build`` makes the context tar here (``.dockerignore`` applied, the
+Dockerfile and ``.dockerignore`` always sent), streams it to the Builder
+service and prints the progress as Docker's classic builder does::
+
+    Step 1/3 : FROM busybox
+     ---> 5f1a2b3c4d5e
+    Step 2/3 : RUN echo hi
+     ---> Running in 0a1b2c3d4e5f
+    hi
+     ---> 9f8e7d6c5b4a
+    Successfully built 9f8e7d6c5b4a
+    Successfully tagged app:1
+
+``--progress plain`` adds each step's duration; ``-q`` prints only the ID.
+"""
 
 from __future__ import annotations
 
-from seacan.cli.commands import Subparsers
+import argparse
+import asyncio
+import json
+import os
+import re
+import stat
+import sys
+import tarfile
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from seacan import content, errors, oci
+from seacan.build import BuildOptions, CommitOptions, Output, Result, StepDone, Stream
+from seacan.cli import output
+from seacan.cli.commands import Subparsers, noun, parse_labels, verb, write
+from seacan.client import Client
+from seacan.images import unpack as unpacker
+from seacan.images.archive import normalize_reference
+
+CHUNK = 1 << 20
+
+
+# --- the context ------------------------------------------------------------------
+
+
+def _matcher(ctx: Path) -> Any:
+    try:
+        data = (ctx / ".dockerignore").read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    from seacan.dockerfile.ignore import IgnoreMatcher
+
+    return IgnoreMatcher.from_file(data)
+
+
+def write_context(ctx: Path, out: IO[bytes], keep: set[str]) -> None:
+    """The context directory as a tar (owners 0:0, sorted), without what .dockerignore excludes."""
+    m = _matcher(ctx)
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+
+        def reset(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+            ti.uid = ti.gid = 0
+            ti.uname = ti.gname = ""
+            return ti
+
+        def visit(d: Path, prefix: str, excluded_parent: bool) -> None:
+            for entry in sorted(os.scandir(d), key=lambda e: e.name):
+                rel = prefix + entry.name
+                st = entry.stat(follow_symlinks=False)
+                isdir = stat.S_ISDIR(st.st_mode)
+                out_ = m is not None and rel not in keep and m.excluded(rel, isdir)
+                if not out_:
+                    tf.add(entry.path, arcname=rel, recursive=False, filter=reset)
+                if isdir and (not out_ or m.may_contain_included(rel)):
+                    visit(Path(entry.path), rel + "/", out_)
+
+        visit(ctx, "", False)
+
+
+async def _context_chunks(path: Path | None, keep: set[str]) -> AsyncIterator[bytes]:
+    if path is None:
+        return
+    with tempfile.TemporaryFile() as f:
+        await asyncio.to_thread(write_context, path, f, keep)
+        f.seek(0)
+        while chunk := await asyncio.to_thread(f.read, CHUNK):
+            yield chunk
+
+
+def _parse_kv(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        k, eq, v = item.partition("=")
+        if not k:
+            raise errors.InvalidArgument(f"invalid {what} {item!r}: want KEY=VALUE")
+        if not eq:  # docker: --build-arg K takes K from the environment
+            if k not in os.environ:
+                continue
+            v = os.environ[k]
+        out[k] = v
+    return out
+
+
+def build_options(a: argparse.Namespace) -> tuple[BuildOptions, Path | None]:
+    dockerfile, content_ = "Dockerfile", b""
+    ctx: Path | None = None
+    if a.path == "-":
+        content_ = sys.stdin.buffer.read()
+    else:
+        ctx = Path(a.path).resolve()
+        if not ctx.is_dir():
+            raise errors.InvalidArgument(f"unable to prepare context: path {a.path!r} not found")
+        if a.file:
+            f = Path(a.file)
+            full = (f if f.is_absolute() else Path.cwd() / f).resolve()
+            if full.is_relative_to(ctx):
+                dockerfile = str(full.relative_to(ctx))
+            else:
+                content_ = full.read_bytes()
+        elif a.file == "-":
+            content_ = sys.stdin.buffer.read()
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    opts = BuildOptions(
+        tags=tuple(a.tag),
+        dockerfile=dockerfile,
+        dockerfile_content=content_,
+        build_args=_parse_kv(a.build_arg, "build arg"),
+        target=a.target or "",
+        no_cache=a.no_cache,
+        pull=a.pull,
+        labels=parse_labels(a.label),
+        platform=a.platform or "",
+        network=a.network,
+        source_date_epoch=int(epoch) if epoch else None,
+    )
+    return opts, ctx
+
+
+async def build(c: Client, a: argparse.Namespace) -> int:
+    opts, ctx = build_options(a)
+    keep = {"Dockerfile", ".dockerignore", opts.dockerfile}
+    out = sys.stdout.buffer
+    quiet, plain = a.quiet, a.progress == "plain"
+    async for ev in c.build.build(opts, _context_chunks(ctx, keep)):
+        if isinstance(ev, Stream) and not quiet:
+            out.write(ev.text.encode())
+        elif isinstance(ev, Output) and not quiet:
+            out.write(ev.data)
+        elif isinstance(ev, StepDone) and not quiet:
+            short = ev.image_id.removeprefix("sha256:")[:12]
+            took = f" ({ev.seconds:.2f}s)" if plain else ""
+            out.write(f" ---> {short}{took}\n".encode())
+        elif isinstance(ev, Result) and quiet:
+            out.write(f"{ev.image_id}\n".encode())
+        out.flush()
+    return 0
+
+
+# --- commit, history, builder prune ----------------------------------------------------
+
+
+async def commit(c: Client, a: argparse.Namespace) -> int:
+    image_id, _ = await c.build.commit(
+        CommitOptions(
+            container_id=a.container,
+            reference=a.image or "",
+            changes=tuple(a.change),
+            message=a.message or "",
+            author=a.author or "",
+        )
+    )
+    write(image_id + "\n")
+    return 0
+
+
+def _created(text: str) -> datetime | None:
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", text)
+    if m is None:
+        return None
+    frac = (m.group(2) or "")[:7]
+    return datetime.fromisoformat(m.group(1) + frac + m.group(3).replace("Z", "+00:00"))
+
+
+async def history(c: Client, a: argparse.Namespace) -> int:
+    img = await c.images.get(normalize_reference(a.image))
+    parts = await unpacker.read_image(c.content, img.target, oci.host_platform())
+    cfg = json.loads(await content.read_blob(c.content, parts.config_desc.digest))
+    hist = list(cfg.get("history") or [])
+    layers = list(parts.layers)
+    sizes: list[int] = []
+    li = 0
+    for h in hist:
+        if h.get("empty_layer"):
+            sizes.append(0)
+        else:
+            sizes.append(layers[li].blob.size if li < len(layers) else 0)
+            li += 1
+    rows = []
+    top = parts.config_desc.digest.removeprefix("sha256:")[:12]
+    for i in range(len(hist) - 1, -1, -1):
+        h = hist[i]
+        by = str(h.get("created_by", ""))
+        if not a.no_trunc and len(by) > 45:
+            by = by[:44] + "…"
+        when = _created(str(h.get("created", "")))
+        rows.append((
+            top if i == len(hist) - 1 else "<missing>",
+            output.age(when) + " ago" if when else "-",
+            by,
+            output.human_size(sizes[i]),
+            str(h.get("comment", "")),
+        ))  # fmt: skip
+    if a.quiet:
+        write(top + "\n")
+        return 0
+    write(output.table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows))
+    return 0
+
+
+async def builder_prune(c: Client, a: argparse.Namespace) -> int:
+    n = await c.build.prune(all=a.all)
+    write(f"Deleted {n} build cache entries\n")
+    return 0
+
+
+def _cmd(subs: Subparsers, name: str, func: Any, help_: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subs.add_parser(name, help=help_, description=help_)
+    p.set_defaults(func=func, noun_parser=p)
+    return p
 
 
 def register(subs: Subparsers) -> None:
-    del subs
+    p = _cmd(subs, "build", build, "build an image from a Dockerfile")
+    p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME", help="image name")
+    p.add_argument("-f", "--file", metavar="PATH", help="the Dockerfile (default PATH/Dockerfile)")
+    p.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="build arg")
+    p.add_argument("--target", metavar="STAGE", help="build up to this stage")
+    p.add_argument("--no-cache", action="store_true", help="do not use the layer cache")
+    p.add_argument("--pull", action="store_true", help="pull FROM images even if present")
+    p.add_argument("--label", action="append", default=[], metavar="K=V", help="image label")
+    p.add_argument("--platform", metavar="OS/ARCH", help="target platform (the host's only)")
+    p.add_argument("--progress", choices=("auto", "plain"), default="auto", help="output style")
+    p.add_argument("--network", choices=("host", "none"), default="host", help="network for RUN")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
+    p.add_argument("path", metavar="PATH|-", help="the build context (- : Dockerfile on stdin)")
+
+    p = _cmd(subs, "commit", commit, "create an image from a container's changes")
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTR",
+                   help="a Dockerfile instruction for the config")  # fmt: skip
+    p.add_argument("-m", "--message", help="commit message")
+    p.add_argument("-a", "--author", help="author")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("image", nargs="?", metavar="IMAGE")
+
+    p = _cmd(subs, "history", history, "show the history of an image")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the image ID")
+    p.add_argument("image", metavar="IMAGE")
+
+    b = noun(subs, "builder", [], "manage the build cache")
+    p = verb(b, "prune", builder_prune, "remove build cache entries")
+    p.add_argument("-a", "--all", action="store_true", help="also entries images still use")
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt (never prompts)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from seacan import content, errors, gc, grpcutil, mount, oci, scope
-from seacan.cli import output
+from seacan.cli import distribution, output
 from seacan.cli.commands import Subparsers, add_format, add_quiet, noun, verb, write
 from seacan.client import Client
 from seacan.images import Image, archive
@@ -371,6 +371,9 @@ def register(subs: Subparsers) -> None:
     )
     p.add_argument("file", metavar="FILE|-")
     p.add_argument("refs", nargs="+", metavar="REF")
+
+    distribution.add_pull_args(verb(im, "pull", distribution.pull, "pull an image"))
+    distribution.add_push_args(verb(im, "push", distribution.push, "push an image"))
 
     p = verb(im, "ls", images_ls, "list images", ["list"])
     add_quiet(p, "names")

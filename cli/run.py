@@ -35,7 +35,7 @@ import seacan.api.events.snapshot_pb2
 import seacan.api.events.task_pb2  # noqa: F401
 from seacan import cio, errors, logformat
 from seacan.cli import containers as cc
-from seacan.cli import output
+from seacan.cli import output, runnet, runvolumes
 from seacan.cli import tasks as ct
 from seacan.cli.commands import Subparsers, write
 from seacan.client import Client
@@ -75,8 +75,6 @@ def parse_env(items: Sequence[str]) -> tuple[str, ...]:
 
 def run_options(a: argparse.Namespace) -> ContainerOptions:
     """The ContainerOptions ``seacan run``'s flags describe."""
-    if a.network not in ("none", "host"):
-        raise errors.InvalidArgument(f"--network {a.network!r}: want none or host")
     entrypoint: tuple[str, ...] | None = None
     if a.entrypoint is not None:
         entrypoint = (a.entrypoint,) if a.entrypoint else ()
@@ -95,7 +93,7 @@ def run_options(a: argparse.Namespace) -> ContainerOptions:
         memory_bytes=parse_memory(a.memory) if a.memory else None,
         cpus=a.cpus,
         pids_limit=a.pids_limit,
-        network_mode=a.network,
+        network_mode=runnet.mode(a),
     )
 
 
@@ -105,7 +103,17 @@ async def run(c: Client, a: argparse.Namespace) -> int:
     if a.rm and a.detach:
         raise errors.InvalidArgument("--rm and -d cannot be combined (yet)")
     labels = {ct.LABEL_LOG_FORMAT: ct.log_format_for(a.runtime)}
-    await cc.create_container(c, id, a.image, opts, runtime=a.runtime, labels=labels)
+    vols = await runvolumes.attach(c, id, a.image, a.volume, a.mount, a.tmpfs)
+    try:
+        opts = await runnet.attach(c, id, a, opts)
+        await cc.create_container(
+            c, id, a.image, vols.apply(opts), runtime=a.runtime, labels=labels
+        )
+    except BaseException:
+        with contextlib.suppress(errors.SeacanError):
+            await vols.release(c)
+        await runnet.detach(c, id)
+        raise
     try:
         if a.detach:
             await ct.start_detached(c, id)
@@ -115,9 +123,14 @@ async def run(c: Client, a: argparse.Namespace) -> int:
     except BaseException:
         with contextlib.suppress(errors.SeacanError):
             await cc.remove_container(c, id, force=True)
+        with contextlib.suppress(errors.SeacanError):
+            await vols.release(c)
+        await runnet.detach(c, id)
         raise
     if a.rm:
         await cc.remove_container(c, id, force=True)
+        await vols.release(c)
+        await runnet.detach(c, id)
     else:
         with contextlib.suppress(errors.SeacanError):
             await c.tasks.delete(id)
@@ -315,6 +328,7 @@ async def start(c: Client, a: argparse.Namespace) -> int:
                 continue
             if task is not None:
                 await c.tasks.delete(id)
+            await runnet.reattach(c, id)
             await ct.start_detached(c, id)
         except errors.SeacanError as e:
             print(f"seacan: {e}", file=sys.stderr)
@@ -374,7 +388,10 @@ async def kill(c: Client, a: argparse.Namespace) -> int:
 
 
 async def rm(c: Client, a: argparse.Namespace) -> int:
-    return await cc.rm_many(c, a.ids, a.force)
+    code = await cc.rm_many(c, a.ids, a.force)
+    if a.volumes:
+        code = max(code, await runvolumes.remove_anonymous(c, a.ids))
+    return code
 
 
 async def wait(c: Client, a: argparse.Namespace) -> int:
@@ -466,7 +483,8 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
     p.add_argument("--privileged", action="store_true")
     p.add_argument("--runtime", default=DEFAULT_RUNTIME, help="runtime (default %(default)s)")
-    p.add_argument("--network", default="none", help="none (own loopback) or host")
+    runnet.add_flags(p)
+    runvolumes.add_flags(p)
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
 
@@ -499,6 +517,7 @@ def register(subs: Subparsers) -> None:
     p.add_argument("ids", nargs="+", metavar="ID")
     p = _cmd(subs, "rm", rm, "remove containers")
     p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.add_argument("-v", "--volumes", action="store_true", help="also their anonymous volumes")
     p.add_argument("ids", nargs="+", metavar="ID")
     p = _cmd(subs, "wait", wait, "wait for containers to exit; print their exit status")
     p.add_argument("ids", nargs="+", metavar="ID")

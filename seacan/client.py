@@ -36,6 +36,7 @@ from seacan import errors, grpcutil, leases, log, scope
 from seacan.api.services.introspection.v1 import introspection_pb2 as ipb
 from seacan.api.services.introspection.v1 import introspection_pb2_grpc as ipb_grpc
 from seacan.api.services.version.v1 import version_pb2_grpc as vpb_grpc
+from seacan.build.proxy import RemoteBuilder
 from seacan.containers.proxy import RemoteContainers
 from seacan.content.proxy import RemoteContent
 from seacan.diff.proxy import RemoteDiff
@@ -44,8 +45,11 @@ from seacan.images.proxy import RemoteImages
 from seacan.leases.proxy import RemoteLeases
 from seacan.metaclient import MetaClient
 from seacan.namespaces.proxy import RemoteNamespaces
+from seacan.networking.proxy import RemoteNetworking
 from seacan.snapshots.proxy import RemoteSnapshotter
 from seacan.tasks.proxy import RemoteTasks
+from seacan.transfer.proxy import RemoteTransfer
+from seacan.volumes.proxy import RemoteVolumes
 
 _log = log.get(__name__)
 
@@ -148,6 +152,10 @@ class Client:
         self.containers = RemoteContainers(self._channel)
         self.tasks = RemoteTasks(self._channel)
         self.events = RemoteEvents(self._channel)
+        self.build = RemoteBuilder(self._channel)
+        self.networking = RemoteNetworking(self._channel)
+        self.volumes = RemoteVolumes(self._channel)
+        self.transfer = RemoteTransfer(self._channel)
         self.introspection = Introspection(self._channel)
         self._version = vpb_grpc.VersionStub(self._channel)
         scope.set_scope(self.namespace, "")

@@ -489,6 +489,10 @@ class Client:
             raise errors.Internal(f"ttrpc: {service}/{method}: bad response payload: {e}") from e
         return out
 
+    async def wait_closed(self) -> None:
+        """Until the connection is closed, by either side (the server dying, say)."""
+        await asyncio.wait([self._recv_task])
+
     async def close(self) -> None:
         """Close the connection; pending calls fail with ``Unavailable("ttrpc: closed")``."""
         self._recv_task.cancel()

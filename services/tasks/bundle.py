@@ -3,9 +3,11 @@
 ``<state>/tasks/<ns>/<id>/`` holds ``config.json`` (the container's spec,
 written as received), ``rootfs/`` (the shim mounts the rootfs there),
 ``work`` (a symlink to ``<root>/tasks/<ns>/<id>``, the shim's persistent
-scratch space), ``address`` (the shim's ttrpc address), ``shim-binary-path``
-and ``log`` (a FIFO the shim writes its log to). Bundles are how the tasks
-service finds its shims again after a restart.
+scratch space), ``address`` (the shim's ttrpc address), ``shim-binary-path``,
+``log`` (a FIFO the shim writes its log to) and, once the shim died while
+the task was known, ``dead-exit`` (how the task ended, as the shim's
+cleanup reported it). Bundles are how the tasks service finds its shims
+again after a restart.
 """
 
 from __future__ import annotations
@@ -83,6 +85,19 @@ class Bundle:
 
     def write_shim_binary(self, value: str) -> None:
         self._write("shim-binary-path", value)
+
+    @property
+    def dead_exit(self) -> bytes | None:
+        """The exit recorded after a live shim died (a serialized DeleteResponse), if any."""
+        try:
+            return (self.path / "dead-exit").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_dead_exit(self, value: bytes) -> None:
+        tmp = self.path / ".dead-exit.tmp"
+        tmp.write_bytes(value)
+        tmp.replace(self.path / "dead-exit")
 
     def remove(self) -> None:
         """Remove the bundle and work directory (unmounting a rootfs left behind)."""

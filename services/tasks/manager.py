@@ -7,6 +7,14 @@ it walks the bundles, reconnects to every shim in parallel with short
 deadlines, and cleans up after a shim that is gone (``delete`` subcommand,
 then TaskExit and TaskDelete with the status it reports, or 255).
 
+A shim that dies while we run (its ttrpc connection closes and it was not
+us closing it) is cleaned up the same way, as containerd's shim manager
+does: ``<shim> delete`` (``runc delete --force``: the container dies too),
+then TaskExit with the status the shim had recorded, or 137. The task then
+stays, stopped, with that status (``dead-exit`` in its bundle, so it
+survives a restart) until it is deleted, which publishes TaskDelete; a
+Wait that was pending on the dead shim answers with that status.
+
 Events about tasks (TaskCreate, TaskStart, TaskExit, TaskDelete, exec
 events) are published by the shims themselves; the manager publishes only
 for a shim that died (as containerd's ``cleanupAfterDeadShim``).
@@ -23,7 +31,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from google.protobuf import any_pb2, empty_pb2
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from seacan import errors, grpcutil, log, scope
 from seacan.api.events import task_pb2 as epb
@@ -44,6 +52,7 @@ CONNECT_TIMEOUT = 2.0  # dialling a shim's socket on load
 LOAD_TIMEOUT = 5.0  # Connect on load (io.containerd.timeout.shim.load)
 SHUTDOWN_TIMEOUT = 3.0
 DEAD_SHIM_STATUS = 255
+SETTLE_TIMEOUT = 10.0  # a call that saw its shim go waits this long for the cleanup
 
 _log = log.get("seacan.tasks")
 
@@ -58,10 +67,15 @@ class ContainerLookup(Protocol):
 class Task:
     bundle: Bundle
     binary: str
-    shim: ShimClient
+    shim: ShimClient | None  # None: its shim had died before this process started
     pid: int
     logs: LogReader | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Once the shim died: what its cleanup reported (pid, exit status, time).
+    exited: spb.DeleteResponse | None = None
+    # Set once the end of the shim's connection has been dealt with.
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    watcher: asyncio.Task[None] | None = None
 
     @property
     def id(self) -> str:
@@ -112,17 +126,64 @@ class TaskManager:
     async def call(
         self, id: str, method: str, req: Message, resp: type[R], timeout: float | None = None
     ) -> R:
-        """Call the shim of task ``id``."""
-        return await self.get(id).shim.call(method, req, resp, timeout)
+        """Call the shim of task ``id`` (a task whose shim died refuses)."""
+        task = self.get(id)
+        if task.exited is not None or task.shim is None:
+            if method in ("Kill", "Delete"):
+                raise errors.NotFound(f"task {id}: process already finished (its shim died)")
+            raise errors.FailedPrecondition(f"task {id} is stopped: its shim died")
+        return await task.shim.call(method, req, resp, timeout)
 
     async def state(self, id: str, exec_id: str = "") -> spb.StateResponse:
-        return await self.call(
-            id,
-            "State",
-            spb.StateRequest(id=id, exec_id=exec_id),
-            spb.StateResponse,
-            shim_client.STATE_TIMEOUT,
+        task = self.get(id)
+        if task.exited is None:
+            try:
+                return await self.call(
+                    id,
+                    "State",
+                    spb.StateRequest(id=id, exec_id=exec_id),
+                    spb.StateResponse,
+                    shim_client.STATE_TIMEOUT,
+                )
+            except errors.Unavailable:
+                if not await self._settled(task):
+                    raise
+        exited = self._exited(task, exec_id)
+        return spb.StateResponse(
+            id=id,
+            bundle=str(task.bundle.path),
+            pid=exited.pid,
+            status=tpb.STOPPED,
+            exit_status=exited.exit_status,
+            exited_at=exited.exited_at,
         )
+
+    async def wait(self, id: str, exec_id: str = "") -> spb.WaitResponse:
+        """Until the process ends; a dead shim's task answers with its recorded exit."""
+        task = self.get(id)
+        if task.exited is None:
+            try:
+                req = spb.WaitRequest(id=id, exec_id=exec_id)
+                return await self.call(id, "Wait", req, spb.WaitResponse)
+            except errors.Unavailable:
+                if not await self._settled(task):
+                    raise
+        exited = self._exited(task, exec_id)
+        return spb.WaitResponse(exit_status=exited.exit_status, exited_at=exited.exited_at)
+
+    def _exited(self, task: Task, exec_id: str) -> spb.DeleteResponse:
+        assert task.exited is not None
+        if exec_id and exec_id != task.id:
+            raise errors.NotFound(f"process {exec_id}: not found (task {task.id}'s shim died)")
+        return task.exited
+
+    async def _settled(self, task: Task) -> bool:
+        """After a call failed as Unavailable: whether that was the shim dying (now cleaned up)."""
+        if task.shim is not None and task.shim.closed:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SETTLE_TIMEOUT):
+                    await task.settled.wait()
+        return task.exited is not None
 
     # -- create / delete -----------------------------------------------------------
 
@@ -137,6 +198,7 @@ class TaskManager:
             container = await self._containers.get(id)
             task = await self._create(ns, container, opts)
             self._tasks[key] = task
+            self._watch(task)
             return task.pid
         finally:
             self._creating.discard(key)
@@ -205,33 +267,90 @@ class TaskManager:
         async with task.lock:
             if self._tasks.get((ns, id)) is not task:
                 raise errors.NotFound(f"task {id} not found")
-            vanished = False
-            try:
-                st = await self.state(id)
-                if st.status in RUNNING_STATES:
-                    name = tpb.Status.Name(st.status).lower()
-                    raise errors.FailedPrecondition(f"task must be stopped before deletion: {name}")
-                resp = await task.shim.call("Delete", spb.DeleteRequest(id=id), spb.DeleteResponse)
-            except (errors.Unavailable, errors.DeadlineExceeded) as e:
-                if not task.shim.closed and isinstance(e, errors.DeadlineExceeded):
-                    raise
-                vanished = True
-                resp = await self._cleanup_dead(task.bundle, task.binary, publish=False)
-            if not vanished:
-                await self._shutdown(id, task.shim)
+            if task.exited is not None:
+                resp = task.exited
+                self._publish_delete(task.bundle, resp)
             else:
-                await task.shim.close()
-            if task.logs is not None:
-                task.logs.close()
-            task.bundle.remove()
-            del self._tasks[(ns, id)]
+                resp = await self._delete_live(task)
+            self._forget(task)
             _log.info("task.deleted", namespace=ns, task=id, exit_status=resp.exit_status)
             return resp
 
-    async def _cleanup_dead(
-        self, bundle: Bundle, binary: str, *, publish: bool
-    ) -> spb.DeleteResponse:
-        """``<shim> delete`` for a shim that is gone; TaskExit + TaskDelete when asked."""
+    async def _delete_live(self, task: Task) -> spb.DeleteResponse:
+        shim, id = task.shim, task.id
+        assert shim is not None
+        vanished = False
+        try:
+            req = spb.StateRequest(id=id)
+            st = await shim.call("State", req, spb.StateResponse, shim_client.STATE_TIMEOUT)
+            if st.status in RUNNING_STATES:
+                name = tpb.Status.Name(st.status).lower()
+                raise errors.FailedPrecondition(f"task must be stopped before deletion: {name}")
+            resp = await shim.call("Delete", spb.DeleteRequest(id=id), spb.DeleteResponse)
+        except (errors.Unavailable, errors.DeadlineExceeded) as e:
+            if not shim.closed and isinstance(e, errors.DeadlineExceeded):
+                raise
+            vanished = True  # died before the watcher got to it: clean up as it would
+            resp = await self._cleanup_dead(task.bundle, task.binary)
+            self._publish_exit(task.bundle, resp)
+            self._publish_delete(task.bundle, resp)
+        if task.watcher is not None:
+            task.watcher.cancel()  # the connection's end is ours from here
+        if not vanished:
+            await self._shutdown(id, shim)
+        else:
+            await shim.close()
+        return resp
+
+    def _forget(self, task: Task) -> None:
+        """Drop a deleted task: its watcher, log reader, bundle and entry."""
+        if task.watcher is not None:
+            task.watcher.cancel()
+        task.settled.set()
+        if task.logs is not None:
+            task.logs.close()
+        task.bundle.remove()
+        del self._tasks[(task.bundle.namespace, task.id)]
+
+    # -- a shim that dies ------------------------------------------------------------
+
+    def _watch(self, task: Task) -> None:
+        task.watcher = asyncio.get_running_loop().create_task(
+            self._watch_shim(task), name=f"watch shim {task.bundle.namespace}/{task.id}"
+        )
+
+    async def _watch_shim(self, task: Task) -> None:
+        """containerd's cleanupAfterDeadShim, for a shim whose connection closed under us."""
+        assert task.shim is not None
+        try:
+            await task.shim.wait_closed()
+            async with task.lock:
+                if self._tasks.get((task.bundle.namespace, task.id)) is task and not task.exited:
+                    await self._bury(task)
+        except Exception as e:  # the task stays as it was; a later call reports the shim gone
+            _log.error("task.dead_shim_cleanup_failed", task=task.id, error=repr(e), exc_info=e)
+        finally:
+            task.settled.set()
+
+    async def _bury(self, task: Task) -> None:
+        bundle = task.bundle
+        _log.warning("task.shim_died", namespace=bundle.namespace, task=task.id, pid=task.pid)
+        resp = await self._cleanup_dead(bundle, task.binary)
+        if not resp.pid:
+            resp.pid = task.pid
+        bundle.write_dead_exit(resp.SerializeToString())
+        task.exited = resp
+        if task.logs is not None:
+            task.logs.close()
+            task.logs = None
+        self._publish_exit(bundle, resp)
+        _log.info(
+            "task.dead_shim_cleaned", namespace=bundle.namespace, task=task.id,
+            exit_status=resp.exit_status,
+        )  # fmt: skip
+
+    async def _cleanup_dead(self, bundle: Bundle, binary: str) -> spb.DeleteResponse:
+        """``<shim> delete`` for a shim that is gone: what it reports, or 255."""
         try:
             if not binary:
                 raise errors.NotFound("no shim binary recorded")
@@ -240,29 +359,27 @@ class TaskManager:
             _log.warning("task.cleanup_failed", task=bundle.id, error=str(e))
             resp = spb.DeleteResponse(exit_status=DEAD_SHIM_STATUS)
             resp.exited_at.FromDatetime(datetime.now(UTC))
-        if publish:
-            self._publish(
-                bundle.namespace,
-                TASK_EXIT,
-                epb.TaskExit(
-                    container_id=bundle.id,
-                    id=bundle.id,
-                    pid=resp.pid,
-                    exit_status=resp.exit_status,
-                    exited_at=resp.exited_at,
-                ),
-            )
-            self._publish(
-                bundle.namespace,
-                TASK_DELETE,
-                epb.TaskDelete(
-                    container_id=bundle.id,
-                    pid=resp.pid,
-                    exit_status=resp.exit_status,
-                    exited_at=resp.exited_at,
-                ),
-            )
+        shim_client.remove_stale_socket(bundle.address)
         return resp
+
+    def _publish_exit(self, bundle: Bundle, resp: spb.DeleteResponse) -> None:
+        event = epb.TaskExit(
+            container_id=bundle.id,
+            id=bundle.id,
+            pid=resp.pid,
+            exit_status=resp.exit_status,
+            exited_at=resp.exited_at,
+        )
+        self._publish(bundle.namespace, TASK_EXIT, event)
+
+    def _publish_delete(self, bundle: Bundle, resp: spb.DeleteResponse) -> None:
+        event = epb.TaskDelete(
+            container_id=bundle.id,
+            pid=resp.pid,
+            exit_status=resp.exit_status,
+            exited_at=resp.exited_at,
+        )
+        self._publish(bundle.namespace, TASK_DELETE, event)
 
     def _publish(self, ns: str, topic: str, msg: Message) -> None:
         self._exchange.deliver(Envelope(grpcutil.now(), ns, topic, any_of(msg)))
@@ -281,6 +398,14 @@ class TaskManager:
     async def _load_one(self, bundle: Bundle) -> bool:
         binary = bundle.shim_binary
         address = bundle.address
+        dead = bundle.dead_exit
+        if dead is not None:
+            with contextlib.suppress(DecodeError):
+                exited = spb.DeleteResponse.FromString(dead)
+                task = Task(bundle, binary, None, exited.pid, exited=exited)
+                task.settled.set()
+                self._tasks[(bundle.namespace, bundle.id)] = task
+                return True
         shim: ShimClient | None = None
         try:
             if not address:
@@ -295,18 +420,27 @@ class TaskManager:
             if shim is not None:
                 await shim.close()
             if address or binary:
-                await self._cleanup_dead(bundle, binary, publish=bool(address))
+                resp = await self._cleanup_dead(bundle, binary)
+                if address:
+                    self._publish_exit(bundle, resp)
+                    self._publish_delete(bundle, resp)
             bundle.remove()
             return False
         task = Task(bundle, binary, shim, conn.task_pid, LogReader(bundle))
         self._tasks[(bundle.namespace, bundle.id)] = task
+        self._watch(task)
         _log.info("task.reconnected", namespace=bundle.namespace, task=bundle.id, pid=conn.task_pid)
         return True
 
     async def close(self) -> None:
         """Drop the connections (the shims and their tasks keep running)."""
+        watchers = [t.watcher for t in self._tasks.values() if t.watcher is not None]
+        for w in watchers:
+            w.cancel()  # first: closing the connections below is not a shim dying
+        await asyncio.gather(*watchers, return_exceptions=True)
         for task in self._tasks.values():
             if task.logs is not None:
                 task.logs.close()
-            await task.shim.close()
+            if task.shim is not None:
+                await task.shim.close()
         self._tasks.clear()

@@ -195,7 +195,8 @@ class TasksServicer:
         tasks = [
             t
             for t in self._m.all()
-            if flt.match(filters.lookup_from({"id": t.id, "namespace": ns}, {}))
+            if t.exited is None
+            and flt.match(filters.lookup_from({"id": t.id, "namespace": ns}, {}))
         ]
         stats = await asyncio.gather(*(self._stats(t) for t in tasks), return_exceptions=True)
         out = []
@@ -207,18 +208,15 @@ class TasksServicer:
         return pb.MetricsResponse(metrics=out)
 
     async def _stats(self, task: Task) -> Any:
-        resp = await task.shim.call("Stats", spb.StatsRequest(id=task.id), spb.StatsResponse, 5.0)
+        resp = await self._m.call(
+            task.id, "Stats", spb.StatsRequest(id=task.id), spb.StatsResponse, 5.0
+        )
         return metrics_pb2.Metric(
             timestamp=grpcutil.timestamp(grpcutil.now()), id=task.id, data=resp.stats
         )
 
     async def Wait(self, request: Any, context: Ctx) -> Any:  # noqa: N802
-        resp = await self._m.call(
-            request.container_id,
-            "Wait",
-            spb.WaitRequest(id=request.container_id, exec_id=request.exec_id),
-            spb.WaitResponse,
-        )
+        resp = await self._m.wait(request.container_id, request.exec_id)
         return pb.WaitResponse(exit_status=resp.exit_status, exited_at=resp.exited_at)
 
 

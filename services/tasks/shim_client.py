@@ -20,6 +20,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,6 +232,33 @@ async def delete(
     return resp
 
 
+def remove_stale_socket(address: str) -> None:
+    """Remove a dead shim's socket file that nothing listens on any more.
+
+    seacan's shim removes its own in ``delete``; Debian's runc shim leaves
+    ``/run/containerd/s/<hash>`` behind when it is killed.
+    """
+    path = address.removeprefix("unix://")
+    if not path.startswith("/"):
+        return  # abstract, or not a Unix socket
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return
+    except OSError:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+            return  # something serves there: not ours to remove
+        except ConnectionRefusedError:
+            pass
+        except OSError:
+            return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+        _log.info("shim.socket_removed", path=path)
+
+
 class ShimClient:
     """The ``containerd.task.v2.Task`` service of one shim, over ttrpc."""
 
@@ -251,6 +280,10 @@ class ShimClient:
         return await self._client.call(
             SERVICE, method, req, resp, timeout=timeout, metadata=self._md
         )
+
+    async def wait_closed(self) -> None:
+        """Until the connection closes: our ``close``, or the shim going away."""
+        await self._client.wait_closed()
 
     async def close(self) -> None:
         await self._client.close()

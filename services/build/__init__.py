@@ -1,0 +1,1 @@
+"""The build service (see ARCHITECTURE.md)."""

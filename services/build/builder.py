@@ -1,0 +1,93 @@
+"""The build service's implementation: contexts on disk, the engine, commit and prune.
+
+Each build gets ``<root>/contexts/<id>/`` (the unpacked context, private,
+removed afterwards) and ``<root>/work/<id>/`` (FIFOs, temporary mounts,
+downloads). A directory is removed only when nothing is mounted below it,
+so a failed unmount can never make us delete a snapshot's files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from seacan import log
+from seacan.build import CommitOptions, Event
+
+from . import commit as committer
+from . import context, engine
+from .cache import Cache
+from .db import CacheDB
+from .stores import Stores
+
+_log = log.get(__name__)
+
+
+def _mounted_under(path: Path) -> list[str]:
+    prefix = str(path).rstrip("/") + "/"
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4]
+            if mp.startswith(prefix) or mp == prefix[:-1]:
+                out.append(mp)
+    return out
+
+
+def safe_rmtree(path: Path) -> None:
+    if not path.exists():
+        return
+    busy = _mounted_under(path)
+    if busy:
+        _log.warning("build.dir_left_mounted", path=str(path), mounts=busy)
+        return
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Builder:
+    def __init__(self, root: Path, stores: Stores, db: CacheDB, max_context_bytes: int) -> None:
+        self.root = root
+        self.stores = stores
+        self.cache = Cache(db, stores)
+        self.limit = max_context_bytes
+        for d in ("contexts", "work"):
+            (root / d).mkdir(parents=True, exist_ok=True, mode=0o700)
+            for leftover in (root / d).iterdir():  # from a build that died with us
+                if leftover.is_dir():
+                    safe_rmtree(leftover)
+                else:
+                    leftover.unlink()
+
+    async def build(
+        self, opts: engine.Options, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[Event]:
+        from . import image
+
+        image.check_tags(opts.tags)
+        id = secrets.token_hex(8)
+        tar = self.root / "contexts" / f"{id}.tar"
+        ctx = self.root / "contexts" / id
+        work = self.root / "work" / id
+        try:
+            await context.receive(chunks, tar, self.limit)
+            await asyncio.to_thread(context.unpack, tar, ctx, self.limit, opts.dockerfile)
+            tar.unlink()
+            work.mkdir(mode=0o700)
+            (work / "fifo").mkdir(mode=0o700)
+            async for ev in engine.build_stream(self.stores, self.cache, opts, ctx, work):
+                yield ev
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tar.unlink()
+            await asyncio.to_thread(safe_rmtree, ctx)
+            await asyncio.to_thread(safe_rmtree, work)
+
+    async def commit(self, opts: CommitOptions) -> tuple[str, str]:
+        return await committer.commit(self.stores, opts)
+
+    async def prune(self, all: bool) -> int:
+        return await self.cache.prune(all)

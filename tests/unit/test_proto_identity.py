@@ -124,6 +124,32 @@ SERVICES: dict[str, list[tuple[str, tuple[bool, bool]]]] = {
     "containerd.services.version.v1.Version": [("Version", U)],
 }
 
+# seacan's own services on the main socket (issues 4-6), beside seacan.services.gc.v1.GC.
+SEACAN_SERVICES: dict[str, list[tuple[str, tuple[bool, bool]]]] = {
+    "seacan.services.transfer.v1.Transfer": [("Pull", SS), ("Push", SS)],
+    "seacan.services.networking.v1.Networking": [
+        (m, U)
+        for m in (
+            "Create",
+            "Get",
+            "List",
+            "Remove",
+            "Prune",
+            "Attach",
+            "Detach",
+            "Connect",
+            "Disconnect",
+            "SetupPod",
+            "TeardownPod",
+            "PodStatus",
+        )
+    ],
+    "seacan.services.volumes.v1.Volumes": [
+        (m, U) for m in ("Create", "Get", "List", "Remove", "Prune", "Acquire", "Release")
+    ],
+    "seacan.services.build.v1.Builder": [("Build", BI), ("Commit", U), ("Prune", U)],
+}
+
 TTRPC_SERVICES: dict[str, list[tuple[str, tuple[bool, bool]]]] = {
     "containerd.task.v2.Task": [
         (name, U)
@@ -664,17 +690,17 @@ def _shape_table(service: ServiceDescriptor) -> list[tuple[str, tuple[bool, bool
     return [(m.name, (bool(m.client_streaming), bool(m.server_streaming))) for m in service.methods]
 
 
-@pytest.mark.parametrize("service_name", sorted({**SERVICES, **TTRPC_SERVICES}))
+@pytest.mark.parametrize("service_name", sorted({**SERVICES, **SEACAN_SERVICES, **TTRPC_SERVICES}))
 def test_service_methods_and_streaming(service_name: str) -> None:
-    expected = {**SERVICES, **TTRPC_SERVICES}[service_name]
+    expected = {**SERVICES, **SEACAN_SERVICES, **TTRPC_SERVICES}[service_name]
     assert _shape_table(_service(service_name)) == expected
 
 
 def test_every_proto_was_generated_and_imports() -> None:
-    # 26 containerd protos + cgroups v1 metrics.proto + seacan's gc.proto
-    # -> one _pb2 and one _pb2_grpc module each
-    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2")]) == 28
-    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2_grpc")]) == 28
+    # 26 containerd protos + cgroups v1 metrics.proto + seacan's gc, transfer,
+    # networking, volumes and build protos -> one _pb2 and one _pb2_grpc module each
+    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2")]) == 32
+    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2_grpc")]) == 32
 
 
 def test_method_counts() -> None:
@@ -696,10 +722,14 @@ def test_apischema_matches_table() -> None:
         for service, methods in SERVICES.items()
         for method, shape in methods
     }
-    # seacan's own service on the main socket
+    # seacan's own services on the main socket
     expected["/seacan.services.gc.v1.GC/Collect"] = (False, False)
+    for service, methods in SEACAN_SERVICES.items():
+        expected.update({f"/{service}/{method}": shape for method, shape in methods})
     assert apischema.method_shapes() == expected
-    assert sorted(apischema.service_names()) == sorted([*SERVICES, "seacan.services.gc.v1.GC"])
+    assert sorted(apischema.service_names()) == sorted(
+        [*SERVICES, *SEACAN_SERVICES, "seacan.services.gc.v1.GC"]
+    )
     shapes = apischema.method_shapes()
     assert shapes["/containerd.services.content.v1.Content/Write"] == BI
     assert shapes["/containerd.services.events.v1.Events/Subscribe"] == SS

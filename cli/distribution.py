@@ -25,7 +25,6 @@ from seacan.cli.commands import Subparsers, write
 from seacan.client import Client
 from seacan.distribution import reference
 from seacan.distribution.auth import Credentials, CredentialStore, server_key
-from seacan.distribution.registry import Registry
 from seacan.transfer import Kind, Progress, PullRequest, PushRequest, RegistryOptions
 
 PLAIN_EVERY = 1.0  # seconds between plain progress lines of one layer
@@ -194,6 +193,8 @@ def _server(text: str) -> str:
 
 async def check_login(host: str, creds: Credentials, certs_dir: Path) -> None:
     """Ask the registry's ``/v2/`` with ``creds`` (Basic or the token flow)."""
+    from seacan.distribution.registry import Registry
+
     async with (
         Registry(
             reference.registry_host(host), credentials=lambda _: creds, certs_dir=certs_dir

@@ -527,7 +527,7 @@ class _Puller:
         except errors.AlreadyExists:
             self.emit(Progress(Kind.EXISTS, desc.digest, desc.media_type, desc.size, desc.size))
             return False
-        complete = False
+        complete = bad = False
         try:
             offset = w.offset
             if offset > desc.size or (tee is not None and offset):
@@ -553,12 +553,13 @@ class _Puller:
             with contextlib.suppress(errors.AlreadyExists):
                 await w.commit(desc.size, desc.digest, labels)
         except BaseException:
-            if complete or w.offset >= desc.size:
-                with contextlib.suppress(errors.SeacanError):
-                    await self.t.content.abort(ref)
+            bad = complete or w.offset >= desc.size
             raise
         finally:
             await w.close()
+            if bad:  # all the bytes came, and they were wrong: start afresh next time
+                with contextlib.suppress(errors.SeacanError):
+                    await self.t.content.abort(ref)
         self.emit(Progress(Kind.DOWNLOADED, desc.digest, desc.media_type, desc.size, desc.size))
         return True
 

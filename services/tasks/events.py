@@ -9,7 +9,7 @@ is what containerd's exchange does with its broadcaster's sink buffers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from google.protobuf.message import Message
 
@@ -53,6 +53,11 @@ class Exchange:
 
     def __init__(self) -> None:
         self._subs: set[_Subscription] = set()
+        self._observers: list[Callable[[Envelope], None]] = []
+
+    def observe(self, observer: Callable[[Envelope], None]) -> None:
+        """Call ``observer`` (in process, synchronously) with every envelope delivered."""
+        self._observers.append(observer)
 
     async def publish(self, topic: str, event: Message) -> None:
         ns = scope.namespace_required()
@@ -71,6 +76,8 @@ class Exchange:
         self.deliver(envelope)
 
     def deliver(self, envelope: Envelope) -> None:
+        for observer in self._observers:
+            observer(envelope)
         for sub in list(self._subs):
             if not sub.offer(envelope):
                 self._subs.discard(sub)

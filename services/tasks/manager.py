@@ -10,7 +10,8 @@ then TaskExit and TaskDelete with the status it reports, or 255).
 A shim that dies while we run (its ttrpc connection closes and it was not
 us closing it) is cleaned up the same way, as containerd's shim manager
 does: ``<shim> delete`` (``runc delete --force``: the container dies too),
-then TaskExit with the status the shim had recorded, or 137. The task then
+then TaskExit with the status the shim had recorded (its own ``exit.json``,
+or the TaskExit it had published before it died), or 137. The task then
 stays, stopped, with that status (``dead-exit`` in its bundle, so it
 survives a restart) until it is deleted, which publishes TaskDelete; a
 Wait that was pending on the dead shim answers with that status.
@@ -71,6 +72,8 @@ class Task:
     pid: int
     logs: LogReader | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The init process's exit as its shim published it (the truth, if the shim dies later).
+    last_exit: epb.TaskExit | None = None
     # Once the shim died: what its cleanup reported (pid, exit status, time).
     exited: spb.DeleteResponse | None = None
     # Set once the end of the shim's connection has been dealt with.
@@ -109,6 +112,7 @@ class TaskManager:
         self._exchange = exchange
         self._tasks: dict[tuple[str, str], Task] = {}
         self._creating: set[tuple[str, str]] = set()
+        exchange.observe(self._on_event)
 
     # -- lookup ------------------------------------------------------------------
 
@@ -336,9 +340,17 @@ class TaskManager:
         bundle = task.bundle
         _log.warning("task.shim_died", namespace=bundle.namespace, task=task.id, pid=task.pid)
         resp = await self._cleanup_dead(bundle, task.binary)
+        last = task.last_exit
+        if last is not None:  # it had exited before its shim died: that status, not 137
+            resp = spb.DeleteResponse(
+                pid=last.pid, exit_status=last.exit_status, exited_at=last.exited_at
+            )
         if not resp.pid:
             resp.pid = task.pid
-        bundle.write_dead_exit(resp.SerializeToString())
+        try:
+            bundle.write_dead_exit(resp.SerializeToString())
+        except OSError as e:  # only a restart of this service would forget it
+            _log.warning("task.dead_exit_unsaved", task=task.id, error=str(e))
         task.exited = resp
         if task.logs is not None:
             task.logs.close()
@@ -348,6 +360,18 @@ class TaskManager:
             "task.dead_shim_cleaned", namespace=bundle.namespace, task=task.id,
             exit_status=resp.exit_status,
         )  # fmt: skip
+
+    def _on_event(self, env: Envelope) -> None:
+        """Remember each task's init exit, as its shim reports it."""
+        if env.topic != TASK_EXIT:
+            return
+        try:
+            ex = epb.TaskExit.FromString(env.event.value)
+        except DecodeError:
+            return
+        task = self._tasks.get((env.namespace, ex.container_id))
+        if task is not None and task.exited is None and ex.id in ("", ex.container_id):
+            task.last_exit = ex
 
     async def _cleanup_dead(self, bundle: Bundle, binary: str) -> spb.DeleteResponse:
         """``<shim> delete`` for a shim that is gone: what it reports, or 255."""

@@ -156,16 +156,14 @@ def status(d: dm.Seacand, cid: str) -> str:
     return rows.get(cid, {}).get("STATUS", "")
 
 
-def kill_shim(pid: int, runtime: str) -> int:
-    """SIGKILL the shim that is the parent of container process ``pid``; its PID."""
-    shim = ppid(pid)
+def kill_shim(shim: int, runtime: str) -> None:
+    """SIGKILL ``shim`` (the parent of the container's init), after checking it is one."""
     argv = dm.cmdline(shim)
     if runtime == "io.containerd.runc.v2":
         assert argv[0].endswith("containerd-shim-runc-v2") and CID in argv, argv
     else:  # forked from the shim template, whose command line it keeps
         assert "seacan.shims.template" in argv, argv
     os.kill(shim, signal.SIGKILL)
-    return shim
 
 
 def runc_state(d: dm.Seacand, runtime: str) -> Path:
@@ -209,20 +207,28 @@ def test_killed_shim_is_cleaned_up(cli: dm.Seacand, events: Events, runtime: str
     pid = task_pid(d, CID)
     born = start_time(pid)
     assert status(d, CID) == "Up"
+    waiting = subprocess.Popen(
+        d.seacan_argv("wait", CID), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, cwd=dm.REPO, env=dm.env(), text=True,
+    )  # fmt: skip
+    time.sleep(1.0)  # let its Wait reach the shim
 
-    shim = kill_shim(pid, runtime)
+    shim = ppid(pid)
+    kill_shim(shim, runtime)
 
     until("the container's process is gone", lambda: not dm.alive(pid, born))
     until("the shim is gone", lambda: not dm.alive(shim))
     until("ps -a shows Exited (137)", lambda: status(d, CID) == "Exited (137)")
     assert d.seacan_ok("wait", CID) == "137\n"
+    out, _ = waiting.communicate(timeout=WITHIN)
+    assert (waiting.returncode, out) == (0, "137\n"), "a Wait pending on the dead shim"
     until("/tasks/exit was delivered", lambda: events.lines("/tasks/exit"))
     (exit_line,) = events.lines("/tasks/exit")
     assert f'"container_id":"{CID}"' in exit_line.replace(" ", ""), exit_line
     assert '"exit_status":137' in exit_line.replace(" ", ""), exit_line
     # a dead task takes no orders, but says why
     r = d.run_seacan("exec", CID, "true")
-    assert r.returncode != 0, dm.describe(r)
+    assert r.returncode != 0 and "shim died" in r.stderr, dm.describe(r)
 
     d.seacan_ok("rm", CID)
     assert d.seacan_ok("ps", "-a", "-q") == ""
@@ -231,21 +237,31 @@ def test_killed_shim_is_cleaned_up(cli: dm.Seacand, events: Events, runtime: str
     assert leftovers(d, runtime) == []
 
 
-def test_recorded_exit_status_survives_the_shim(cli: dm.Seacand, events: Events) -> None:
-    """seacan's shim records the exit in exit.json: a later death keeps the real status."""
+def test_exit_before_the_shim_died_is_kept(cli: dm.Seacand, events: Events, runtime: str) -> None:
+    """A container that had exited (3) keeps that status when its shim dies, even
+    across a restart of the tasks service; only ``rm`` ends the stopped task."""
     d = cli
     d.seacan_ok(
-        "run", "--runtime", "io.containerd.seacan.v2", "-d", "--network", "none",
-        "--name", CID, "busybox", "sh", "-c", "sleep 0.3; exit 3",
+        "run", "--runtime", runtime, "-d", "--network", "none",
+        "--name", CID, "busybox", "sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done",
     )  # fmt: skip
     pid = task_pid(d, CID)
     shim = ppid(pid)
-    assert "seacan.shims.template" in dm.cmdline(shim)
-    until("the container exits by itself", lambda: status(d, CID) == "Exited (3)")
-    os.kill(shim, signal.SIGKILL)
+    d.seacan_ok("kill", "-s", "TERM", CID)
+    until("the container exits (3)", lambda: status(d, CID) == "Exited (3)")
+    kill_shim(shim, runtime)
     until("the shim is gone", lambda: not dm.alive(shim))
     until("the dead shim is noticed", lambda: len(events.lines("/tasks/exit")) >= 2)
+    assert '"exit_status":3' in events.lines("/tasks/exit")[-1].replace(" ", "")
     assert status(d, CID) == "Exited (3)"
     assert d.seacan_ok("wait", CID) == "3\n"
+
+    tasks_pid = d.services()["tasks"]
+    os.kill(tasks_pid, signal.SIGKILL)
+    d.wait_service("tasks", not_pid=tasks_pid)
+    assert status(d, CID) == "Exited (3)"
+    assert d.seacan_ok("wait", CID) == "3\n"
+
     d.seacan_ok("rm", CID)
-    assert leftovers(d, "io.containerd.seacan.v2") == []
+    assert d.seacan_ok("ps", "-a", "-q") == ""
+    assert leftovers(d, runtime) == []

@@ -110,8 +110,8 @@ def test_run_applies_docker_defaults_and_flags(cli: dm.Seacand, runtime: str) ->
     # Docker's default capability set for a non-root user: no effective capabilities
     assert "CapEff:\t0000000000000000" in r.stdout, r.stdout
     assert "67108864" in lines and "42" in lines, r.stdout
-    # its own network namespace with loopback only, up, until networks land
-    assert lines[-2:] == ["1", "lo"], r.stdout
+    # its own network namespace on the default bridge network, as Docker: lo and eth0
+    assert lines[-3:] == ["1", "eth0", "lo"], r.stdout
 
 
 def test_run_privileged_and_cap_add(cli: dm.Seacand, runtime: str) -> None:

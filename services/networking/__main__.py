@@ -2,8 +2,9 @@
 
 python -m seacan.services.networking [flags]
 
-Besides serving Networking, it follows task events (a container's task
-exit detaches it; a start marks it started) and reconciles at start, after
+Besides serving Networking, it follows task and container events (a
+container's task exit detaches it; a start marks it started; a deleted
+container is detached and forgotten) and reconciles at start, after
 every re-subscription and every :data:`RECONCILE_EVERY` seconds.
 """
 
@@ -15,7 +16,7 @@ import contextlib
 import grpc
 
 from seacan import config, errors, grpcutil, log, scope
-from seacan.api.events import task_pb2
+from seacan.api.events import container_pb2, task_pb2
 from seacan.containers.proxy import RemoteContainers
 from seacan.events import TASK_EXIT, TASK_START
 from seacan.events.proxy import RemoteEvents
@@ -28,6 +29,7 @@ from .manager import NetworkManager
 from .servicer import SERVICE, register
 
 RECONCILE_EVERY = 10.0
+CONTAINER_DELETE = "/containers/delete"
 _log = log.get("seacan.services.networking")
 
 
@@ -59,7 +61,8 @@ async def follow_events(manager: NetworkManager, events: RemoteEvents) -> None:
     while True:
         try:
             await manager.reconcile()
-            async for env in events.subscribe([f'topic=="{TASK_EXIT}"', f'topic=="{TASK_START}"']):
+            topics = (TASK_EXIT, TASK_START, CONTAINER_DELETE)
+            async for env in events.subscribe([f'topic=="{t}"' for t in topics]):
                 if env.topic == TASK_EXIT:
                     ex = task_pb2.TaskExit.FromString(env.event.value)
                     if ex.id in ("", ex.container_id):
@@ -67,6 +70,9 @@ async def follow_events(manager: NetworkManager, events: RemoteEvents) -> None:
                 elif env.topic == TASK_START:
                     st = task_pb2.TaskStart.FromString(env.event.value)
                     await manager.task_started(env.namespace, st.container_id)
+                elif env.topic == CONTAINER_DELETE:
+                    cd = container_pb2.ContainerDelete.FromString(env.event.value)
+                    await manager.detach(env.namespace, cd.id, forget=True)
         except errors.SeacanError as e:
             _log.info("events.resubscribe", error=str(e))
         await asyncio.sleep(1.0)

@@ -65,7 +65,10 @@ def _lock(state: Path) -> int:
 
 async def run(cfg: config.Config) -> None:
     _lock(cfg.state)
-    cfg.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    # Only root may enter: snapshots and volumes below hold images' setuid files
+    # and devices that host users must not reach (Docker's data root is 0700 too).
+    cfg.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cfg.root.chmod(0o700)
     uuid_ = info.server_uuid(cfg.root)
     kids = [children.Child(name, cfg) for name in config.SERVICES]
     router = Router(routes(cfg), apischema.method_shapes())

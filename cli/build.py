@@ -38,7 +38,6 @@ from seacan.cli import output
 from seacan.cli.commands import Subparsers, noun, parse_labels, verb, write
 from seacan.client import Client
 from seacan.images import unpack as unpacker
-from seacan.images.archive import normalize_reference
 
 CHUNK = 1 << 20
 
@@ -185,6 +184,8 @@ def _created(text: str) -> datetime | None:
 
 
 async def history(c: Client, a: argparse.Namespace) -> int:
+    from seacan.images.archive import normalize_reference
+
     img = await c.images.get(normalize_reference(a.image))
     parts = await unpacker.read_image(c.content, img.target, oci.host_platform())
     cfg = json.loads(await content.read_blob(c.content, parts.config_desc.digest))

@@ -9,14 +9,17 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import seacan
-from seacan import content, errors, gc, leases, scope
+from seacan import content, errors, leases, scope
 from seacan.cli import output
 from seacan.client import Client
 from seacan.snapshots import Info as SnapshotInfo
 from seacan.snapshots import Kind
+
+if TYPE_CHECKING:
+    from seacan import gc
 
 Subparsers = Any  # argparse._SubParsersAction, which has no public type
 

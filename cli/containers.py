@@ -20,14 +20,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from seacan import cio, errors, mount, scope
+from seacan import cio, errors, scope
 from seacan.cli import output
 from seacan.cli.commands import Subparsers, add_format, add_quiet, noun, verb, write
 from seacan.client import DEFAULT_SNAPSHOTTER, Client
 from seacan.containers import SPEC_TYPE_URL, AnyValue, Container, Runtime
-from seacan.images import unpack as unpacker
-from seacan.images.archive import normalize_reference
-from seacan.runtime.spec import ContainerOptions, build_spec
+from seacan.runtime.spec import ContainerOptions
 from seacan.tasks import DEFAULT_RUNTIME, LABEL_STOP_SIGNAL, Process, Status
 
 DEFAULT_STOP_SIGNAL = "SIGTERM"
@@ -59,6 +57,11 @@ async def create_container(
     labels: dict[str, str] | None = None,
 ) -> Container:
     """A container (and its snapshot) for ``image_ref``, ready for a task."""
+    from seacan import mount
+    from seacan.images import unpack as unpacker
+    from seacan.images.archive import normalize_reference
+    from seacan.runtime.spec import build_spec
+
     scope.validate_identifier(id, "container ID")
     ref = normalize_reference(image_ref)
     try:

@@ -3,6 +3,10 @@
 The daemon does the transfer (:mod:`seacan.transfer`); the CLI resolves the
 credentials for the registry host from the Docker config (``$DOCKER_CONFIG``
 or ``~/.docker/config.json``, with credential helpers) and sends them along.
+``login`` checks the credentials through the daemon too (as ``docker login``),
+so TLS always comes from seacand's ``<config-dir>/certs.d``; only storing them
+happens here. ``--plain-http`` means HTTP only; without it a loopback registry
+gets HTTPS if it speaks TLS, else HTTP (Docker's rule).
 
 Output, as docker prints it: on a terminal one redrawn progress bar per
 layer; when piped, plain lines (``<id>: downloading 12.3MB/40.1MB`` at most
@@ -17,10 +21,9 @@ import asyncio
 import getpass
 import sys
 import time
-from pathlib import Path
 from typing import TextIO
 
-from seacan import config, errors, oci
+from seacan import errors, oci
 from seacan.cli.commands import Subparsers, write
 from seacan.client import Client
 from seacan.distribution import reference
@@ -30,7 +33,10 @@ from seacan.transfer import Kind, Progress, PullRequest, PushRequest, RegistryOp
 PLAIN_EVERY = 1.0  # seconds between plain progress lines of one layer
 TTY_EVERY = 0.1  # seconds between redraws on a terminal
 BAR = 40
-DEFAULT_CERTS_DIR = config.DEFAULT_CONFIG_DIR / "certs.d"
+PLAIN_HTTP_HELP = (
+    "plain HTTP only (default: HTTPS with the CA certificates in seacand's"
+    " <config-dir>/certs.d/HOST/; a loopback registry falls back to HTTP)"
+)
 
 _WORDS = {
     Kind.WAITING: "waiting",
@@ -123,10 +129,6 @@ class Render:
         self.out.flush()
 
 
-def _certs_dir(a: argparse.Namespace) -> Path:
-    return Path(getattr(a, "certs_dir", "") or DEFAULT_CERTS_DIR)
-
-
 async def _registry_options(ref: reference.Reference, plain_http: bool) -> RegistryOptions:
     host = reference.registry_host(ref.domain)
     creds = await asyncio.to_thread(CredentialStore().get, ref.domain)
@@ -191,20 +193,8 @@ def _server(text: str) -> str:
     return host
 
 
-async def check_login(host: str, creds: Credentials, certs_dir: Path) -> None:
-    """Ask the registry's ``/v2/`` with ``creds`` (Basic or the token flow)."""
-    from seacan.distribution.registry import Registry
-
-    async with (
-        Registry(
-            reference.registry_host(host), credentials=lambda _: creds, certs_dir=certs_dir
-        ) as reg,
-        reg._open("GET", "/v2/", scopes=[], what="login"),
-    ):
-        pass
-
-
-async def login(c: Client | None, a: argparse.Namespace) -> int:
+async def login(c: Client, a: argparse.Namespace) -> int:
+    """Check the credentials through seacand (its certs.d, as a pull), then store them."""
     host = _server(a.server)
     user = a.username
     if not user:
@@ -224,8 +214,11 @@ async def login(c: Client | None, a: argparse.Namespace) -> int:
     if not user or not password:
         raise errors.InvalidArgument("login: username and password must not be empty")
     creds = Credentials(username=user, password=password)
+    opts = RegistryOptions(
+        credentials={reference.registry_host(host): creds}, plain_http=a.plain_http
+    )
     try:
-        await check_login(host, creds, _certs_dir(a))
+        await c.transfer.login(host, opts)
     except errors.PermissionDenied as e:
         raise errors.PermissionDenied(f"login to {host} failed: {e}") from None
     await asyncio.to_thread(CredentialStore().store, server_key(host), creds)
@@ -244,14 +237,14 @@ def add_pull_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=pull)
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image name")
     p.add_argument("--platform", default="", help="pull this platform (default: the host's)")
-    p.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
+    p.add_argument("--plain-http", action="store_true", help=PLAIN_HTTP_HELP)
     p.add_argument("ref", metavar="REF")
 
 
 def add_push_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=push)
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image name")
-    p.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
+    p.add_argument("--plain-http", action="store_true", help=PLAIN_HTTP_HELP)
     p.add_argument("ref", metavar="REF")
     p.add_argument("source", nargs="?", default="", metavar="SOURCE_REF")
 
@@ -264,11 +257,11 @@ def register(subs: Subparsers) -> None:
 
     help_ = "log in to a registry (credentials go to the Docker config)"
     p = subs.add_parser("login", help=help_, description=help_)
-    p.set_defaults(func=login, offline=True)
+    p.set_defaults(func=login)
     p.add_argument("-u", "--username", default="")
     p.add_argument("-p", "--password", default="")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    p.add_argument("--certs-dir", default=str(DEFAULT_CERTS_DIR), help="CA and client certs")
+    p.add_argument("--plain-http", action="store_true", help=PLAIN_HTTP_HELP)
     p.add_argument("server", metavar="SERVER")
 
     help_ = "log out from a registry"

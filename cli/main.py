@@ -12,26 +12,13 @@ A failure prints one line, ``seacan: <message>``, on stderr and exits 1.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import os
 import sys
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
-from seacan import config, errors, log
-from seacan.cli import (
-    build,
-    commands,
-    containers,
-    distribution,
-    images,
-    network,
-    registry,
-    tasks,
-    volume,
-)
-from seacan.cli import run as docker_style
+from seacan import config, errors
 
 DEFAULT_NAMESPACE = "default"
 
@@ -59,11 +46,64 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def build_parser() -> Parser:
-    p = Parser(
-        prog="seacan",
-        description="seacan: a containerd-compatible container runtime (client)",
-    )
+# The modules (seacan.cli.<name>) whose register() adds commands, in help order.
+MODULES = (
+    "commands",
+    "images",
+    "containers",
+    "tasks",
+    "run",
+    "distribution",
+    "network",
+    "volume",
+    "build",
+    "registry",
+)
+
+# Every command: (module, name, aliases, help). ``seacan --help`` is printed
+# from this table and a command imports only its own module, so the CLI starts
+# fast. A command missing here still works (then every module is loaded);
+# tests/unit/test_cli_lazy.py keeps the table in step with the modules.
+COMMANDS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("commands", "version", (), "print the client and server versions"),
+    ("commands", "namespaces", ("namespace", "ns"), "manage namespaces"),
+    ("commands", "content", (), "manage the content store"),
+    ("commands", "snapshots", ("snapshot",), "manage snapshots"),
+    ("commands", "leases", ("lease",), "manage leases"),
+    ("commands", "prune", (), "remove everything nothing references (garbage collection)"),
+    ("images", "images", ("image", "i"), "manage images"),
+    ("containers", "containers", ("container", "c"), "manage containers"),
+    ("tasks", "tasks", ("task", "t"), "manage tasks"),
+    ("run", "run", (), "run a command in a new container"),
+    ("run", "ps", (), "list containers"),
+    ("run", "logs", (), "print a detached container's output"),
+    ("run", "exec", (), "run a command in a running container"),
+    ("run", "start", (), "start stopped containers (detached)"),
+    ("run", "stop", (), "stop containers: stop signal, grace period, SIGKILL"),
+    ("run", "kill", (), "signal containers"),
+    ("run", "rm", (), "remove containers"),
+    ("run", "wait", (), "wait for containers to exit; print their exit status"),
+    ("run", "pause", (), "pause containers"),
+    ("run", "unpause", (), "resume paused containers"),
+    ("run", "inspect", (), "show containers as JSON"),
+    ("run", "stats", (), "show containers' CPU, memory and pids use"),
+    ("run", "events", (), "print events as they happen"),
+    ("distribution", "pull", (), "pull an image from a registry"),
+    ("distribution", "push", (), "push an image to a registry"),
+    ("distribution", "login", (), "log in to a registry (credentials go to the Docker config)"),
+    ("distribution", "logout", (), "log out from a registry"),
+    ("network", "port", (), "list a container's published ports"),
+    ("network", "networks", ("network", "net"), "manage networks"),
+    ("volume", "volumes", ("volume", "vol"), "manage volumes"),
+    ("build", "build", (), "build an image from a Dockerfile"),
+    ("build", "commit", (), "create an image from a container's changes"),
+    ("build", "history", (), "show the history of an image"),
+    ("build", "builder", (), "manage the build cache"),
+    ("registry", "registry", ("reg",), "run seacan's own OCI registry server"),
+)
+
+
+def _add_globals(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-a",
         "--address",
@@ -84,18 +124,46 @@ def build_parser() -> Parser:
         metavar="SECONDS",
         help="how long to wait for seacand (default %(default)s)",
     )
+
+
+def build_parser(modules: Sequence[str] = MODULES) -> Parser:
+    """The parser with the commands of ``modules`` (all of them by default)."""
+    p = Parser(
+        prog="seacan",
+        description="seacan: a containerd-compatible container runtime (client)",
+    )
+    _add_globals(p)
     nouns = p.add_subparsers(dest="noun", metavar="COMMAND", parser_class=Parser)
-    commands.register(nouns)
-    images.register(nouns)
-    containers.register(nouns)
-    tasks.register(nouns)
-    docker_style.register(nouns)
-    distribution.register(nouns)
-    network.register(nouns)
-    volume.register(nouns)
-    build.register(nouns)
-    registry.register(nouns)
+    for name in modules:
+        importlib.import_module(f"seacan.cli.{name}").register(nouns)
     return p
+
+
+def help_parser() -> Parser:
+    """A parser that only knows the commands' names: enough for ``seacan --help``."""
+    p = build_parser(())
+    nouns = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    for _, name, aliases, help_ in COMMANDS:
+        nouns.add_parser(name, aliases=list(aliases), help=help_)
+    return p
+
+
+def parser_for(argv: Sequence[str]) -> Parser:
+    """The cheapest parser for ``argv``: the chosen command's module only."""
+    pre = Parser(add_help=False)
+    _add_globals(pre)
+    pre.add_argument("noun", nargs="?")
+    pre.add_argument("rest", nargs=argparse.REMAINDER)
+    try:
+        known, _ = pre.parse_known_args(argv)
+    except UsageError:
+        return build_parser()
+    if known.noun is None:
+        return help_parser()
+    for module, name, aliases, _ in COMMANDS:
+        if known.noun == name or known.noun in aliases:
+            return build_parser((module,))
+    return build_parser()
 
 
 def _first(eg: BaseExceptionGroup[Any]) -> BaseException:
@@ -125,7 +193,8 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = parser_for(argv)
     try:
         args = parser.parse_args(argv)
     except UsageError as e:
@@ -140,7 +209,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"seacan: {args.noun}: a command is required (see '{sub.prog} --help')", file=sys.stderr
         )
         raise SystemExit(1)
-    log.configure("debug" if args.debug else "error", json=False)
+    import asyncio
+
+    from seacan import log
+
+    log.configure("debug" if args.debug else "error", json=False, lazy=True)
     try:
         code = asyncio.run(run(args))
     except KeyboardInterrupt:
@@ -155,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         err: BaseException = _first(e) if isinstance(e, BaseExceptionGroup) else e
         if args.debug:
+            import traceback
+
             traceback.print_exception(err)
         print(f"seacan: {message(err)}", file=sys.stderr)
         raise SystemExit(1) from None

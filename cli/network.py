@@ -8,6 +8,7 @@ seacan network rm NAME...               refused while containers are attached
 seacan network prune [-f]               networks no container uses (not ``bridge``)
 seacan network connect [--alias A] NET CONTAINER
 seacan network disconnect NET CONTAINER
+seacan port CONTAINER [PORT[/PROTO]]    published ports, as ``docker port`` prints them
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from seacan import errors
 from seacan.cli import output
 from seacan.cli.commands import Subparsers, add_format, noun, parse_labels, verb, write
 from seacan.client import Client
-from seacan.networking import Network
+from seacan.networking import Network, PortMapping
 
 
 def _options(items: list[str]) -> dict[str, str]:
@@ -141,7 +142,45 @@ async def disconnect(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+async def published(c: Client, container: str) -> list[PortMapping]:
+    """The ports ``container`` (of the client's namespace) publishes, by container port."""
+    await c.containers.get(container)
+    ports = [
+        p
+        for n in await c.networking.list()
+        for e in n.endpoints
+        if e.namespace == c.namespace and e.container_id == container
+        for p in e.ports
+    ]
+    return sorted(ports, key=lambda p: (p.container_port, p.protocol, p.host_ip, p.host_port))
+
+
+async def port(c: Client, a: argparse.Namespace) -> int:
+    ports = await published(c, a.container)
+    if a.port:
+        num, _, proto = a.port.partition("/")
+        want = f"{num}/{proto or 'tcp'}"
+        ports = [p for p in ports if f"{p.container_port}/{p.protocol}" == want]
+        if not ports:
+            raise errors.NotFound(f"no public port {want!r} published for {a.container!r}")
+        write("".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}\n" for p in ports))
+        return 0
+    write("".join(
+        f"{p.container_port}/{p.protocol} -> {p.host_ip or '0.0.0.0'}:{p.host_port}\n"
+        for p in ports
+    ))  # fmt: skip
+    return 0
+
+
 def register(subs: Subparsers) -> None:
+    p = subs.add_parser(
+        "port",
+        help="list a container's published ports",
+        description="list a container's published ports (as docker port)",
+    )
+    p.set_defaults(func=port, noun_parser=p)
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("port", nargs="?", default="", metavar="PORT[/PROTO]")
     vs = noun(subs, "networks", ["network", "net"], "manage networks")
     p = verb(vs, "create", create, "create a network")
     p.add_argument("-d", "--driver", default="bridge", choices=("bridge", "macvlan", "ipvlan"))

@@ -24,15 +24,8 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.protobuf import json_format, symbol_database
-
-import seacan.api.events.container_pb2
-import seacan.api.events.content_pb2
-import seacan.api.events.namespace_pb2
-import seacan.api.events.snapshot_pb2
-import seacan.api.events.task_pb2  # noqa: F401
 from seacan import cio, errors, logformat
 from seacan.cli import containers as cc
 from seacan.cli import output, runnet, runvolumes
@@ -42,7 +35,10 @@ from seacan.client import Client
 from seacan.containers import Container
 from seacan.events import Envelope
 from seacan.runtime.spec import ContainerOptions
-from seacan.tasks import DEFAULT_RUNTIME, Process, Status, stats
+from seacan.tasks import DEFAULT_RUNTIME, Process, Status
+
+if TYPE_CHECKING:
+    from seacan.tasks import stats
 
 LABEL_EXIT_STATUS = "seacan/exit-status"
 STOP_TIMEOUT = 10
@@ -103,9 +99,25 @@ async def run(c: Client, a: argparse.Namespace) -> int:
     if a.rm and a.detach:
         raise errors.InvalidArgument("--rm and -d cannot be combined (yet)")
     labels = {ct.LABEL_LOG_FORMAT: ct.log_format_for(a.runtime)}
-    vols = await runvolumes.attach(c, id, a.image, a.volume, a.mount, a.tmpfs)
+    # Volumes and networks are independent: acquired concurrently, both awaited
+    # (so a failure of one never leaves the other half-done), undone on failure.
+    got_vols, got_net = await asyncio.gather(
+        runvolumes.attach(c, id, a.image, a.volume, a.mount, a.tmpfs),
+        runnet.attach(c, id, a, opts),
+        return_exceptions=True,
+    )
+    if isinstance(got_vols, BaseException) or isinstance(got_net, BaseException):
+        if not isinstance(got_vols, BaseException):
+            with contextlib.suppress(errors.SeacanError):
+                await got_vols.release(c)
+        if not isinstance(got_net, BaseException):
+            await runnet.detach(c, id)
+        if isinstance(got_vols, BaseException):
+            raise got_vols
+        if isinstance(got_net, BaseException):
+            raise got_net
+    vols, opts = got_vols, got_net
     try:
-        opts = await runnet.attach(c, id, a, opts)
         await cc.create_container(
             c, id, a.image, vols.apply(opts), runtime=a.runtime, labels=labels
         )
@@ -128,9 +140,15 @@ async def run(c: Client, a: argparse.Namespace) -> int:
         await runnet.detach(c, id)
         raise
     if a.rm:
-        await cc.remove_container(c, id, force=True)
-        await vols.release(c)
-        await runnet.detach(c, id)
+
+        async def remove() -> None:
+            await cc.remove_container(c, id, force=True)
+            await vols.release(c)
+
+        # The task has exited: its network goes while the container is removed.
+        removed, _ = await asyncio.gather(remove(), runnet.detach(c, id), return_exceptions=True)
+        if isinstance(removed, BaseException):
+            raise removed
     else:
         with contextlib.suppress(errors.SeacanError):
             await c.tasks.delete(id)
@@ -197,6 +215,8 @@ async def ps(c: Client, a: argparse.Namespace) -> int:
 
 
 async def _sample(c: Client, ids: Sequence[str]) -> dict[str, stats.Usage]:
+    from seacan.tasks import stats
+
     metrics = await c.tasks.metrics([f"id=={i}" for i in ids])
     return {m.id: stats.decode(m.data) for m in metrics}
 
@@ -206,6 +226,8 @@ async def stats_(c: Client, a: argparse.Namespace) -> int:
     ids = list(a.ids) or [
         t.container_id for t in await c.tasks.list() if t.status == Status.RUNNING
     ]
+    from seacan.tasks import stats
+
     cpus = os.cpu_count() or 1
     while True:
         t0, before = time.monotonic_ns(), await _sample(c, ids)
@@ -439,6 +461,14 @@ async def inspect(c: Client, a: argparse.Namespace) -> int:
 
 def event_text(env: Envelope) -> str:
     """ctr's line: ``TIMESTAMP NAMESPACE TOPIC {event JSON}``."""
+    from google.protobuf import json_format, symbol_database
+
+    import seacan.api.events.container_pb2
+    import seacan.api.events.content_pb2
+    import seacan.api.events.namespace_pb2
+    import seacan.api.events.snapshot_pb2
+    import seacan.api.events.task_pb2  # noqa: F401
+
     body: Any = "{}"
     try:
         cls = symbol_database.Default().GetSymbol(env.event.type_url.rpartition("/")[2])

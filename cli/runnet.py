@@ -18,7 +18,6 @@ from dataclasses import replace
 from seacan import errors
 from seacan.client import Client
 from seacan.images import unpack as unpacker
-from seacan.images.archive import normalize_reference
 from seacan.networking import (
     DEFAULT_NETWORK,
     AttachSpec,
@@ -66,9 +65,13 @@ def mode(a: argparse.Namespace) -> str:
 async def _ports(c: Client, a: argparse.Namespace) -> tuple[PortMapping, ...]:
     ports = parse_port_specs(a.publish)
     if a.publish_all:
+        from seacan.images.archive import normalize_reference
+
         img = await c.images.get(normalize_reference(a.image))
         parts = await unpacker.read_image(c.content, img.target, None)
-        ports += exposed_ports(parts.config.config or {})
+        given = {(p.container_port, p.protocol) for p in ports}  # -p wins over -P, as Docker
+        exposed = exposed_ports(parts.config.config or {})
+        ports += tuple(p for p in exposed if (p.container_port, p.protocol) not in given)
     return ports
 
 
@@ -98,6 +101,9 @@ async def attach(
         extra_hosts=tuple(a.add_host),
     )
     att = await c.networking.attach(spec)
+    if spec.ports and not any(e.ports for e in att.endpoints):
+        print(f"seacan: published ports are discarded on internal network {names[0]!r}",
+              file=sys.stderr)  # fmt: skip
     return replace(
         opts,
         network_mode=att.netns_path,

@@ -37,7 +37,6 @@ from typing import Any
 from seacan import errors, oci, volumes
 from seacan.client import DEFAULT_SNAPSHOTTER, Client
 from seacan.images import unpack as unpacker
-from seacan.images.archive import normalize_reference
 from seacan.runtime.spec import ContainerOptions
 
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
@@ -323,6 +322,8 @@ async def attach(
     """Parse and check the flags, acquire the volumes; the OCI mounts, in flag order."""
     reqs = parse_all(volume_specs, mount_specs, tmpfs_specs)
     check_binds(reqs)
+    from seacan.images.archive import normalize_reference
+
     ref = normalize_reference(image_ref)
     try:
         img = await c.images.get(ref)

@@ -25,7 +25,7 @@ from seacan.cli import output
 from seacan.cli.commands import Subparsers, add_format, add_quiet, noun, verb, write
 from seacan.cli.containers import random_id, spec_of
 from seacan.client import DEFAULT_SNAPSHOTTER, Client
-from seacan.tasks import DEFAULT_RUNTIME, CreateOptions, ExecOptions, Exit, stats
+from seacan.tasks import DEFAULT_RUNTIME, CreateOptions, ExecOptions, Exit
 
 DRAIN_TIMEOUT = 5.0  # seconds to wait for the shim to close its FIFO ends after an exit
 
@@ -315,6 +315,8 @@ async def tasks_metrics(c: Client, a: argparse.Namespace) -> int:
         write(output.to_json(metrics))
         return 0
     write(output.table(["ID", "TIMESTAMP"], [r[:2] for r in metric_rows(metrics)]))
+    from seacan.tasks import stats
+
     for m in metrics:
         write(output.table(["METRIC", "VALUE"], list(stats.decode(m.data).rows)))
     return 0

@@ -26,30 +26,33 @@ import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-import grpc.aio
-from google.protobuf import empty_pb2
+from seacan import errors, log, scope
+from seacan import leases as leases_
 
-from seacan import errors, grpcutil, leases, log, scope
-from seacan.api.services.introspection.v1 import introspection_pb2 as ipb
-from seacan.api.services.introspection.v1 import introspection_pb2_grpc as ipb_grpc
-from seacan.api.services.version.v1 import version_pb2_grpc as vpb_grpc
-from seacan.build.proxy import RemoteBuilder
-from seacan.containers.proxy import RemoteContainers
-from seacan.content.proxy import RemoteContent
-from seacan.diff.proxy import RemoteDiff
-from seacan.events.proxy import RemoteEvents
-from seacan.images.proxy import RemoteImages
-from seacan.leases.proxy import RemoteLeases
-from seacan.metaclient import MetaClient
-from seacan.namespaces.proxy import RemoteNamespaces
-from seacan.networking.proxy import RemoteNetworking
-from seacan.snapshots.proxy import RemoteSnapshotter
-from seacan.tasks.proxy import RemoteTasks
-from seacan.transfer.proxy import RemoteTransfer
-from seacan.volumes.proxy import RemoteVolumes
+# The proxies, grpc and the protobuf modules are imported when first used:
+# a command pays only for the stores it touches.
+if TYPE_CHECKING:
+    import grpc.aio
+
+    from seacan.build.proxy import RemoteBuilder
+    from seacan.containers.proxy import RemoteContainers
+    from seacan.content.proxy import RemoteContent
+    from seacan.diff.proxy import RemoteDiff
+    from seacan.events.proxy import RemoteEvents
+    from seacan.images.proxy import RemoteImages
+    from seacan.leases.proxy import RemoteLeases
+    from seacan.metaclient import MetaClient
+    from seacan.namespaces.proxy import RemoteNamespaces
+    from seacan.networking.proxy import RemoteNetworking
+    from seacan.snapshots.proxy import RemoteSnapshotter
+    from seacan.tasks.proxy import RemoteTasks
+    from seacan.transfer.proxy import RemoteTransfer
+    from seacan.volumes.proxy import RemoteVolumes
 
 _log = log.get(__name__)
 
@@ -80,14 +83,23 @@ class Introspection:
     """containerd's Introspection service: the server's UUID and its plugins."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
+        from seacan.api.services.introspection.v1 import introspection_pb2_grpc as ipb_grpc
+
         self._stub = ipb_grpc.IntrospectionStub(channel)
 
     async def server_uuid(self) -> str:
+        from google.protobuf import empty_pb2
+
+        from seacan import grpcutil
+
         async with grpcutil.native_errors():
             resp = await self._stub.Server(empty_pb2.Empty(), metadata=grpcutil.scope_metadata())
         return str(resp.uuid)
 
     async def plugins(self, filters: Sequence[str] = ()) -> list[Plugin]:
+        from seacan import grpcutil
+        from seacan.api.services.introspection.v1 import introspection_pb2 as ipb
+
         async with grpcutil.native_errors():
             resp = await self._stub.Plugins(
                 ipb.PluginsRequest(filters=list(filters)), metadata=grpcutil.scope_metadata()
@@ -141,24 +153,96 @@ class Client:
     def __init__(self, address: Path | str, namespace: str = "default") -> None:
         self.address = Path(address)
         self.namespace = scope.validate_identifier(namespace, "namespace")
+        from seacan import grpcutil
+
         self._channel = grpcutil.channel(self.address)
-        self.content = RemoteContent(self._channel)
-        self.snapshots = RemoteSnapshotter(self._channel, DEFAULT_SNAPSHOTTER)
-        self.images = RemoteImages(self._channel)
-        self.diff = RemoteDiff(self._channel)
-        self.namespaces = RemoteNamespaces(self._channel)
-        self.leases = RemoteLeases(self._channel)
-        self.gc = MetaClient(self._channel)
-        self.containers = RemoteContainers(self._channel)
-        self.tasks = RemoteTasks(self._channel)
-        self.events = RemoteEvents(self._channel)
-        self.build = RemoteBuilder(self._channel)
-        self.networking = RemoteNetworking(self._channel)
-        self.volumes = RemoteVolumes(self._channel)
-        self.transfer = RemoteTransfer(self._channel)
-        self.introspection = Introspection(self._channel)
-        self._version = vpb_grpc.VersionStub(self._channel)
         scope.set_scope(self.namespace, "")
+
+    @cached_property
+    def content(self) -> RemoteContent:
+        from seacan.content.proxy import RemoteContent
+
+        return RemoteContent(self._channel)
+
+    @cached_property
+    def snapshots(self) -> RemoteSnapshotter:
+        return self.snapshotter(DEFAULT_SNAPSHOTTER)
+
+    @cached_property
+    def images(self) -> RemoteImages:
+        from seacan.images.proxy import RemoteImages
+
+        return RemoteImages(self._channel)
+
+    @cached_property
+    def diff(self) -> RemoteDiff:
+        from seacan.diff.proxy import RemoteDiff
+
+        return RemoteDiff(self._channel)
+
+    @cached_property
+    def namespaces(self) -> RemoteNamespaces:
+        from seacan.namespaces.proxy import RemoteNamespaces
+
+        return RemoteNamespaces(self._channel)
+
+    @cached_property
+    def leases(self) -> RemoteLeases:
+        from seacan.leases.proxy import RemoteLeases
+
+        return RemoteLeases(self._channel)
+
+    @cached_property
+    def gc(self) -> MetaClient:
+        from seacan.metaclient import MetaClient
+
+        return MetaClient(self._channel)
+
+    @cached_property
+    def containers(self) -> RemoteContainers:
+        from seacan.containers.proxy import RemoteContainers
+
+        return RemoteContainers(self._channel)
+
+    @cached_property
+    def tasks(self) -> RemoteTasks:
+        from seacan.tasks.proxy import RemoteTasks
+
+        return RemoteTasks(self._channel)
+
+    @cached_property
+    def events(self) -> RemoteEvents:
+        from seacan.events.proxy import RemoteEvents
+
+        return RemoteEvents(self._channel)
+
+    @cached_property
+    def build(self) -> RemoteBuilder:
+        from seacan.build.proxy import RemoteBuilder
+
+        return RemoteBuilder(self._channel)
+
+    @cached_property
+    def networking(self) -> RemoteNetworking:
+        from seacan.networking.proxy import RemoteNetworking
+
+        return RemoteNetworking(self._channel)
+
+    @cached_property
+    def volumes(self) -> RemoteVolumes:
+        from seacan.volumes.proxy import RemoteVolumes
+
+        return RemoteVolumes(self._channel)
+
+    @cached_property
+    def transfer(self) -> RemoteTransfer:
+        from seacan.transfer.proxy import RemoteTransfer
+
+        return RemoteTransfer(self._channel)
+
+    @cached_property
+    def introspection(self) -> Introspection:
+        return Introspection(self._channel)
 
     @classmethod
     async def connect(
@@ -184,6 +268,8 @@ class Client:
 
     def snapshotter(self, name: str) -> RemoteSnapshotter:
         """The proxy for another snapshotter than overlayfs."""
+        from seacan.snapshots.proxy import RemoteSnapshotter
+
         return RemoteSnapshotter(self._channel, name)
 
     def set_namespace(self, namespace: str) -> None:
@@ -192,8 +278,13 @@ class Client:
         scope.set_scope(self.namespace, scope.lease())
 
     async def version(self) -> Version:
+        from google.protobuf import empty_pb2
+
+        from seacan import grpcutil
+        from seacan.api.services.version.v1 import version_pb2_grpc as vpb_grpc
+
         async with grpcutil.native_errors():
-            resp = await self._version.Version(
+            resp = await vpb_grpc.VersionStub(self._channel).Version(
                 empty_pb2.Empty(), metadata=grpcutil.scope_metadata()
             )
         return Version(version=resp.version, revision=resp.revision)
@@ -205,7 +296,7 @@ class Client:
         *,
         id: str = "",
         labels: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[leases.Lease]:
+    ) -> AsyncIterator[leases_.Lease]:
         """A lease for the block: created, set in the scope, deleted afterwards.
 
         ``expire`` (label ``containerd.io/gc.expire``) bounds how long the
@@ -213,8 +304,8 @@ class Client:
         """
         all_labels = dict(labels or {})
         if expire is not None:
-            all_labels.update(leases.expire_in(expire))
-        lease = await self.leases.create(id or leases.random_id(), all_labels)
+            all_labels.update(leases_.expire_in(expire))
+        lease = await self.leases.create(id or leases_.random_id(), all_labels)
         before = scope.lease()
         scope.set_scope(self.namespace, lease.id)
         try:

@@ -7,7 +7,6 @@ can run a daemon in a private directory (see docs/dir.md).
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -146,6 +145,8 @@ def load(
 
 
 def _apply_toml(cfg: Config, path: Path) -> Config:
+    import tomllib  # here: the CLI never reads a config file
+
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text())
     except FileNotFoundError as e:

@@ -1,11 +1,20 @@
-"""structlog, configured once, in entry points only."""
+"""structlog, configured once, in entry points only.
+
+structlog (and rich, which it loads when installed) is imported on first use,
+not with this module: a CLI command that logs nothing never pays for it.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING, Any, cast
 
-import structlog
+if TYPE_CHECKING:
+    import structlog.typing
+
+# configure(..., lazy=True) before structlog is loaded: applied on first use.
+_pending: tuple[str, bool] | None = None
 
 
 class _Stderr:
@@ -18,9 +27,23 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def configure(level: str = "info", *, json: bool = True) -> None:
-    """JSON lines on stderr for daemons; readable console output for the CLI."""
-    lvl = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+def configure(level: str = "info", *, json: bool = True, lazy: bool = False) -> None:
+    """JSON lines on stderr for daemons; readable console output for the CLI.
+
+    ``lazy``: do not import structlog now; configure it when something logs.
+    """
+    global _pending
+    if lazy and "structlog" not in sys.modules:
+        _pending = (level, json)
+        return
+    _pending = None
+    _apply(level, json)
+
+
+def _apply(level: str, json: bool) -> None:
+    import structlog
+
+    lvl = _level(level)
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -37,6 +60,49 @@ def configure(level: str = "info", *, json: bool = True) -> None:
     )
 
 
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def _level(name: str) -> int:
+    return logging.getLevelNamesMapping().get(name.upper(), logging.INFO)
+
+
+def _drop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class _Deferred:
+    """A logger that imports structlog when first used."""
+
+    __slots__ = ("_logger", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        global _pending
+        logger = self._logger
+        if logger is None:
+            if _pending is not None and _LEVELS.get(attr, 100) < _level(_pending[0]):
+                return _drop  # below the configured level: no need to load structlog
+            import structlog
+
+            if _pending is not None:
+                level, json = _pending
+                _pending = None
+                _apply(level, json)
+            logger = self._logger = structlog.get_logger(self._name)
+        return getattr(logger, attr)
+
+
 def get(name: str) -> structlog.typing.FilteringBoundLogger:
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
-    return logger
+    return cast("structlog.typing.FilteringBoundLogger", _Deferred(name))

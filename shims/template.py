@@ -45,7 +45,7 @@ from typing import Any
 gc.disable()
 
 from seacan import log  # noqa: E402
-from seacan.shims import main as shim_main  # noqa: E402  (preloads all a serving shim imports)
+from seacan.shims import main as shim_main  # noqa: E402
 
 TEMPLATE_ENV = "SEACAN_SHIM_TEMPLATE"
 PR_SET_PDEATHSIG = 1
@@ -246,6 +246,10 @@ def _fork_shim(conn: socket.socket, listen: socket.socket) -> None:
 
 
 def serve(path: str) -> None:
+    # Preload all a serving shim imports (not at module level: the light
+    # ``start`` process imports this module for :func:`request`).
+    from seacan.shims import serving  # noqa: F401
+
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     listen = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -33,11 +33,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from seacan import errors, log
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _log = log.get("seacan.distribution.auth")
 
@@ -356,7 +357,8 @@ class Authorizer:
                 creds = await self._creds(host)
                 if creds is None or not (creds.username or creds.password):
                     raise errors.PermissionDenied(
-                        f"registry {host}: authentication required (no credentials; seacan login)"
+                        f"registry {host}: 401 Unauthorized: authentication required"
+                        " (no credentials; seacan login)"
                     )
                 self._basic[host] = basic_header(creds)
                 return self._basic[host]
@@ -365,6 +367,8 @@ class Authorizer:
         )
 
     async def _bearer(self, host: str, params: dict[str, str], scopes: Sequence[str]) -> str:
+        import aiohttp
+
         want = list(dict.fromkeys([*scopes, *params.get("scope", "").split()]))
         key = (host, " ".join(scopes))
         creds = await self._creds(host)

@@ -11,8 +11,10 @@ A host is *insecure* when it is listed in ``insecure`` (``host`` or
 ``host:port``) or is loopback (``localhost``, 127.0.0.0/8, ``::1``), as
 Docker treats them. For an insecure host without a ``certs.d`` directory
 seacan tries HTTPS without verifying the certificate first and falls back to
-plain HTTP when the server does not speak TLS (``http_fallback``). A host with
-a ``certs.d`` directory always gets verified HTTPS.
+plain HTTP when the server does not speak TLS (``http_fallback``; the
+:class:`~.registry.Registry` probes once per session and shares the answer).
+A host with a ``certs.d`` directory always gets verified HTTPS. With
+``plain_http`` (``--plain-http``) a host gets plain HTTP only.
 """
 
 from __future__ import annotations
@@ -85,8 +87,15 @@ def _context(host: str, cert_dir: Path | None, *, verify: bool) -> ssl.SSLContex
     return ctx
 
 
-def transport(host: str, *, certs_dir: Path, insecure: Sequence[str] = ()) -> Transport:
-    """The scheme and TLS settings for ``host`` (``registry:5000``, ``127.0.0.1:5000``)."""
+def transport(
+    host: str, *, certs_dir: Path, insecure: Sequence[str] = (), plain_http: bool = False
+) -> Transport:
+    """The scheme and TLS settings for ``host`` (``registry:5000``, ``127.0.0.1:5000``).
+
+    ``plain_http`` (ctr's and seacan's ``--plain-http``) means HTTP only.
+    """
+    if plain_http:
+        return Transport("http", None)
     cert_dir = certs_dir / host
     if cert_dir.is_dir():
         return Transport("https", _context(host, cert_dir, verify=True))

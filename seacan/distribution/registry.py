@@ -31,6 +31,7 @@ registry's error code and message when it sent a JSON error body:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -119,12 +120,18 @@ class Registry:
         credentials: Callable[[str], Credentials | None],
         certs_dir: Path,
         insecure: Sequence[str] = (),
+        plain_http: bool = False,
         max_redirects: int = 5,
     ) -> None:
         self.host = host
-        self._transport = hosts.transport(host, certs_dir=certs_dir, insecure=insecure)
+        self._transport = hosts.transport(
+            host, certs_dir=certs_dir, insecure=insecure, plain_http=plain_http
+        )
         self._scheme = self._transport.scheme
+        # An insecure host's scheme is decided once, by the first request
+        # (:meth:`_settle_scheme`), and shared by every request after it.
         self._scheme_settled = not self._transport.http_fallback
+        self._scheme_lock = asyncio.Lock()
         self._credentials = credentials
         self._max_redirects = max_redirects
         self._session: aiohttp.ClientSession | None = None
@@ -161,6 +168,27 @@ class Registry:
     def _own(self, url: URL) -> bool:
         return url.host is not None and url.raw_authority == self.host
 
+    async def _settle_scheme(self) -> None:
+        """For an insecure host: HTTPS if it answers TLS, else plain HTTP (as Docker).
+
+        One probe (``GET /v2/`` over HTTPS, unverified) under a lock; every
+        request of this session, concurrent ones too, then uses its answer.
+        """
+        assert self._session is not None, "use Registry as an async context manager"
+        async with self._scheme_lock:
+            if self._scheme_settled:
+                return
+            url = URL(f"https://{self.host}/v2/", encoded=True)
+            try:
+                resp = await self._session.get(
+                    url, allow_redirects=False, ssl=self._transport.ssl or True
+                )
+                resp.release()
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                _log.debug("registry.http_fallback", host=self.host, error=str(e))
+                self._scheme = "http"
+            self._scheme_settled = True
+
     async def _send(
         self,
         method: str,
@@ -169,29 +197,24 @@ class Registry:
         body: Callable[[], Any] | None,
     ) -> aiohttp.ClientResponse:
         assert self._session is not None, "use Registry as an async context manager"
-        while True:
-            ssl = self._transport.ssl if url.scheme == "https" else None
-            try:
-                resp = await self._session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=body() if body is not None else None,
-                    allow_redirects=False,
-                    ssl=ssl if ssl is not None else True,
-                )
-            except aiohttp.ClientConnectorError as e:
-                if self._scheme_settled or not self._own(url) or url.scheme != "https":
-                    raise errors.Unavailable(f"registry {self.host}: {method} {url}: {e}") from None
-                _log.debug("registry.http_fallback", host=self.host, error=str(e))
-                self._scheme, self._scheme_settled = "http", True
-                url = url.with_scheme("http")
-                continue
-            except aiohttp.ClientError as e:
-                raise errors.Unavailable(f"registry {self.host}: {method} {url}: {e}") from None
-            if self._own(url):
-                self._scheme_settled = True
-            return resp
+        ssl = self._transport.ssl if url.scheme == "https" else None
+        try:
+            return await self._session.request(
+                method,
+                url,
+                headers=headers,
+                data=body() if body is not None else None,
+                allow_redirects=False,
+                ssl=ssl if ssl is not None else True,
+            )
+        except aiohttp.ClientConnectorCertificateError as e:
+            raise errors.Unavailable(
+                f"registry {self.host}: {method} {url}: TLS certificate verification failed"
+                f" ({e.certificate_error}); put the registry's CA certificate in"
+                f" <config_dir>/certs.d/{self.host}/ca.crt"
+            ) from None
+        except aiohttp.ClientError as e:
+            raise errors.Unavailable(f"registry {self.host}: {method} {url}: {e}") from None
 
     @asynccontextmanager
     async def _open(
@@ -212,6 +235,8 @@ class Registry:
         scope = " ".join(scopes)
         seen: list[str] = []
         authorized = False
+        if not self._scheme_settled:
+            await self._settle_scheme()
         while True:
             hdrs = dict(headers or {})
             if self._own(url) and url.scheme != self._scheme:
@@ -243,13 +268,17 @@ class Registry:
                         )
                     continue
                 if resp.status not in ok:
-                    await self._raise_for(resp, method, what)
+                    denied = resp.status in (401, 403) and authorized and scope
+                    hint = f"the credentials do not grant {scope}" if denied else ""
+                    await self._raise_for(resp, method, what, hint)
                 yield resp
                 return
             finally:
                 resp.release()
 
-    async def _raise_for(self, resp: aiohttp.ClientResponse, method: str, what: str) -> None:
+    async def _raise_for(
+        self, resp: aiohttp.ClientResponse, method: str, what: str, hint: str = ""
+    ) -> None:
         detail = ""
         try:
             raw = await resp.content.read(MAX_ERROR_BODY) if method != "HEAD" else b""
@@ -266,7 +295,19 @@ class Registry:
         if kind is None:
             kind = errors.Unavailable if resp.status >= 500 else errors.Internal
         text = f"registry {self.host}: {what}: {resp.status} {resp.reason or ''}".rstrip()
-        raise kind(f"{text}: {detail}" if detail else text)
+        text = f"{text}: {detail}" if detail else text
+        raise kind(f"{text} ({hint})" if hint else text)
+
+    # -- the API root -----------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """``GET /v2/`` with the auth flow: the registry is there and takes the credentials.
+
+        PermissionDenied (naming the 401) when it refuses them, Unavailable
+        when it cannot be reached (TLS problems included).
+        """
+        async with self._open("GET", "/v2/", scopes=[], what="GET /v2/"):
+            pass
 
     # -- manifests ------------------------------------------------------------------
 
@@ -421,12 +462,18 @@ class Registry:
 
     # -- blobs ----------------------------------------------------------------------
 
-    async def blob_exists(self, repo: str, digest: str) -> oci.Descriptor | None:
-        """The blob's descriptor (size from the registry) or None when it is not there."""
+    async def blob_exists(
+        self, repo: str, digest: str, *, for_push: bool = False
+    ) -> oci.Descriptor | None:
+        """The blob's descriptor (size from the registry) or None when it is not there.
+
+        ``for_push`` asks with the push scope (one token for the whole push).
+        """
         what = f"blob {repo}@{digest}"
+        scope = push_scope(repo) if for_push else pull_scope(repo)
         try:
             async with self._open(
-                "HEAD", f"/v2/{repo}/blobs/{digest}", scopes=[pull_scope(repo)], what=what
+                "HEAD", f"/v2/{repo}/blobs/{digest}", scopes=[scope], what=what
             ) as r:
                 length = r.headers.get("Content-Length", "")
                 media_type = r.headers.get("Content-Type", "application/octet-stream")

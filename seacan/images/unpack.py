@@ -236,10 +236,14 @@ async def _is_unpacked(sn: Snapshotter, chain_id: str) -> bool:
     return True
 
 
-async def _apply_layer(
+async def apply_layer(
     sn: Snapshotter, differ: Applier, layer: Layer, parent: str, index: int
 ) -> None:
-    """Prepare, apply, check the diff ID, commit; the extract snapshot never stays."""
+    """Unpack one layer onto ``parent`` (a chain ID, "" for none) as snapshot ``layer.chain_id``.
+
+    Prepare, apply through ``differ``, check the diff ID, commit; the extract
+    snapshot never stays. ``index`` only names the layer in errors.
+    """
     for _ in range(3):
         key = extract_key(layer.chain_id)
         try:
@@ -295,7 +299,7 @@ async def unpack(
         if await _is_unpacked(sn, layer.chain_id):
             done = False
         else:
-            await _apply_layer(sn, differ, layer, parent, i)
+            await apply_layer(sn, differ, layer, parent, i)
             applied += 1
             done = True
             # Only now is the uncompressed digest verified.
@@ -332,6 +336,7 @@ __all__ = [
     "ImageParts",
     "Layer",
     "Unpacked",
+    "apply_layer",
     "extract_key",
     "read_image",
     "resolve_manifest",

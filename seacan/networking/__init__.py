@@ -46,6 +46,37 @@ def validate_name(name: str) -> str:
     return name
 
 
+# Host names as they are written into /etc/hosts and /etc/hostname: no spaces,
+# newlines or '#' can ever reach those files (a value is one word of one line).
+HOST_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", re.ASCII)
+MAX_HOST = 255
+DNS_OPTION_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.:+-]*", re.ASCII)
+
+
+def validate_host(name: str, what: str = "host name") -> str:
+    """A host name, alias or search domain that can be written as one word of a line."""
+    if len(name) > MAX_HOST or not HOST_PATTERN.fullmatch(name):
+        raise errors.InvalidArgument(
+            f"invalid {what} {name[:80]!r}: want {HOST_PATTERN.pattern}, at most {MAX_HOST} chars"
+        )
+    return name
+
+
+def validate_dns_server(addr: str) -> str:
+    try:
+        return str(ipaddress.ip_address(addr))
+    except ValueError:
+        raise errors.InvalidArgument(f"invalid --dns {addr[:80]!r}: want an IP address") from None
+
+
+def validate_dns_option(option: str) -> str:
+    if len(option) > MAX_HOST or not DNS_OPTION_PATTERN.fullmatch(option):
+        raise errors.InvalidArgument(
+            f"invalid --dns-option {option[:80]!r}: want e.g. ndots:2 (one word, no spaces)"
+        )
+    return option
+
+
 @dataclass(frozen=True, slots=True)
 class PortMapping:
     host_port: int
@@ -59,12 +90,13 @@ class PortMapping:
 
 
 _PORT_SPEC = re.compile(
-    r"(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)??(?:(?P<host>\d*):)?(?P<cont>\d+)(?:/(?P<proto>\w+))?"
+    r"(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)??(?:(?P<host>\d*):)?(?P<cont>\d+)(?:/(?P<proto>\w+))?",
+    re.ASCII,
 )
 
 
 def _port(text: str, spec: str) -> int:
-    n = int(text)
+    n = int(text) if len(text) <= 5 else 0
     if not 1 <= n <= 65535:
         raise errors.InvalidArgument(f"invalid port {text} in {spec!r}: want 1-65535")
     return n
@@ -118,6 +150,7 @@ def parse_extra_host(text: str) -> tuple[str, str]:
         raise errors.InvalidArgument(f"invalid --add-host {text!r}: want HOST:IP") from None
     if not host:
         raise errors.InvalidArgument(f"invalid --add-host {text!r}: want HOST:IP")
+    validate_host(host, "--add-host name")
     return host, ip
 
 
@@ -160,6 +193,10 @@ class NetworkRef:
     network: str
     aliases: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        for a in self.aliases:
+            validate_host(a, "network alias")
+
 
 @dataclass(frozen=True, slots=True)
 class AttachSpec:
@@ -173,6 +210,20 @@ class AttachSpec:
     dns_search: tuple[str, ...] = ()
     dns_options: tuple[str, ...] = ()
     extra_hosts: tuple[str, ...] = ()  # "host:ip"
+
+    def __post_init__(self) -> None:
+        """Every value that ends up in hosts, resolv.conf or hostname is checked here."""
+        if self.hostname:
+            validate_host(self.hostname, "hostname")
+        for s in self.dns_servers:
+            validate_dns_server(s)
+        for d in self.dns_search:
+            if d != ".":  # Docker's "no search domains"
+                validate_host(d, "--dns-search domain")
+        for o in self.dns_options:
+            validate_dns_option(o)
+        for h in self.extra_hosts:
+            parse_extra_host(h)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,5 +315,8 @@ __all__ = [
     "parse_extra_host",
     "parse_port_spec",
     "parse_port_specs",
+    "validate_dns_option",
+    "validate_dns_server",
+    "validate_host",
     "validate_name",
 ]

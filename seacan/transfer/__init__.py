@@ -90,6 +90,10 @@ class Transfer(Protocol):
 
     def push(self, request: PushRequest) -> AsyncIterator[Progress]: ...
 
+    async def login(self, host: str, registry: RegistryOptions) -> None:
+        """Check the credentials in ``registry`` for ``host`` (PermissionDenied if refused)."""
+        ...
+
 
 __all__ = [
     "Credentials",

@@ -157,3 +157,8 @@ class RemoteTransfer:
     def push(self, request: PushRequest) -> AsyncIterator[Progress]:
         call = self._stub.Push(push_to_pb(request), metadata=grpcutil.scope_metadata())
         return self._stream(call)
+
+    async def login(self, host: str, registry: RegistryOptions) -> None:
+        req = pb.LoginRequest(host=host, registry=registry_to_pb(registry))
+        async with grpcutil.native_errors():
+            await self._stub.Login(req, metadata=grpcutil.scope_metadata())

@@ -26,6 +26,8 @@ from typing import IO
 from seacan import errors
 
 MAX_SYMLINKS = 40
+# An archive (a build context, an ADD'ed tar) with more entries than this is refused.
+MAX_ENTRIES = 1 << 20
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 COPY_CHUNK = 1 << 20
 
@@ -93,7 +95,7 @@ def resolve(
             if stat.S_ISLNK(st.st_mode) and (not last or follow_last):
                 hops += 1
                 if hops > MAX_SYMLINKS:
-                    raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+                    raise errors.InvalidArgument(f"{path}: too many levels of symbolic links")
                 target = os.readlink(part, dir_fd=cur)
                 if target.startswith("/"):
                     if strict:
@@ -323,10 +325,16 @@ def extract_tar(
     Names with ``..`` or hard links to names not inside the archive are
     refused; absolute names are taken relative to ``dst_root``; device
     nodes are refused; symlinks are written as they are (never followed
-    while extracting: parents are resolved inside ``dst_root``).
+    while extracting: parents are resolved inside ``dst_root``). More than
+    ``max_bytes`` of file data or :data:`MAX_ENTRIES` entries is
+    ResourceExhausted. Any other failure of an entry (a hard link to nothing
+    or to a directory, a name too long, a NUL in a name, a symlink loop) is
+    InvalidArgument naming the entry.
     """
     total = 0
-    for m in tf:
+    for count, m in enumerate(tf, 1):
+        if count > MAX_ENTRIES:
+            raise errors.ResourceExhausted(f"{what}: more than {MAX_ENTRIES} entries")
         name = m.name.lstrip("/")
         if ".." in name.split("/") or (m.name.startswith("/") and not absolute_ok):
             raise errors.InvalidArgument(f"{what}: entry {m.name!r} points outside the target")
@@ -336,33 +344,43 @@ def extract_tar(
             continue  # FIFOs and the like
         if not name.strip("/").strip("."):
             continue
-        own = owner or Owner(m.uid, m.gid)
-        parent, base = resolve(dst_root, name, create=own, follow_last=False)
+        if m.isreg():
+            total += m.size
+            if total > max_bytes:
+                raise errors.ResourceExhausted(f"{what}: expands past {max_bytes} bytes")
         try:
-            if not base:
-                continue
-            if m.isdir():
-                os.close(
-                    ensure_dir(parent, base, mode=m.mode, owner=own, mtime=m.mtime, existing=True)
-                )
-            elif m.issym():
-                write_symlink(parent, base, m.linkname, owner=own, mtime=m.mtime)
-            elif m.islnk():
-                link = m.linkname.lstrip("/")
-                if ".." in link.split("/"):
-                    raise errors.InvalidArgument(f"{what}: hard link {m.name!r} points outside")
-                lfd, lname = resolve(dst_root, link, follow_last=False)
-                try:
-                    _clear(parent, base, keep_dir=False)
-                    os.link(lname, base, src_dir_fd=lfd, dst_dir_fd=parent, follow_symlinks=False)
-                finally:
-                    os.close(lfd)
-            elif m.isreg():
-                total += m.size
-                if total > max_bytes:
-                    raise errors.InvalidArgument(f"{what}: expands past {max_bytes} bytes")
-                src = tf.extractfile(m)
-                assert src is not None
-                write_file(parent, base, src, mode=m.mode, owner=own, mtime=m.mtime)
-        finally:
-            os.close(parent)
+            _extract_one(tf, m, name, dst_root, owner or Owner(m.uid, m.gid))
+        except (OSError, ValueError, errors.InvalidArgument) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise errors.InvalidArgument(f"{what}: entry {m.name!r}: {reason}") from None
+
+
+def _extract_one(
+    tf: tarfile.TarFile, m: tarfile.TarInfo, name: str, dst_root: int, own: Owner
+) -> None:
+    parent, base = resolve(dst_root, name, create=own, follow_last=False)
+    try:
+        if not base:
+            return
+        if m.isdir():
+            os.close(ensure_dir(parent, base, mode=m.mode, owner=own, mtime=m.mtime, existing=True))
+        elif m.issym():
+            write_symlink(parent, base, m.linkname, owner=own, mtime=m.mtime)
+        elif m.islnk():
+            link = m.linkname.lstrip("/")
+            if ".." in link.split("/"):
+                raise errors.InvalidArgument(f"hard link to {m.linkname!r} points outside")
+            lfd, lname = resolve(dst_root, link, follow_last=False)
+            try:
+                if not lname:
+                    raise errors.InvalidArgument("hard link to the root")
+                _clear(parent, base, keep_dir=False)
+                os.link(lname, base, src_dir_fd=lfd, dst_dir_fd=parent, follow_symlinks=False)
+            finally:
+                os.close(lfd)
+        elif m.isreg():
+            src = tf.extractfile(m)
+            assert src is not None
+            write_file(parent, base, src, mode=m.mode, owner=own, mtime=m.mtime)
+    finally:
+        os.close(parent)

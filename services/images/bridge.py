@@ -68,6 +68,27 @@ class _Channel:
         self._wait(asyncio.run_coroutine_threadsafe(self.queue.put(chunk), self.loop))
 
 
+async def stop(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended, whatever it raises.
+
+    Unlike ``task.cancel(); with suppress(CancelledError): await task``, a
+    cancellation of the *caller* that arrives meanwhile is not swallowed: it
+    is raised once ``task`` has ended (a swallowed one leaves a TaskGroup
+    waiting for a sibling that no longer knows it should stop).
+    """
+    task.cancel()
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if not task.cancelled():
+        task.exception()  # retrieved: never reported as "never retrieved"
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 async def _in_thread(fn: Callable[[], T], channel: _Channel) -> T:
     """Run ``fn`` in a thread; on cancellation, stop it and wait for it to end."""
     fut = asyncio.ensure_future(asyncio.to_thread(fn))
@@ -103,9 +124,7 @@ async def run_reading(chunks: AsyncIterable[bytes], fn: Callable[[Callable[[], b
         return await _in_thread(lambda: fn(channel.thread_get), channel)
     finally:
         channel.stopped.set()
-        feeder.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await feeder
+        await stop(feeder)
 
 
 async def run_writing(
@@ -143,6 +162,4 @@ async def run_writing(
     finally:
         channel.stopped.set()
         if not consumer.done():
-            consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await consumer
+            await stop(consumer)

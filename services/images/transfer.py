@@ -92,9 +92,7 @@ async def _events(work: Callable[[Emit], Awaitable[None]]) -> AsyncIterator[Prog
         await task
     finally:
         if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await bridge.stop(task)
 
 
 def _first(eg: BaseExceptionGroup[Any]) -> BaseException:
@@ -164,7 +162,8 @@ def _registry(host: str, opts: RegistryOptions, certs_dir: Path) -> Registry:
         host,
         credentials=lookup,
         certs_dir=certs_dir,
-        insecure=(host,) if opts.plain_http or opts.insecure else (),
+        insecure=(host,) if opts.insecure else (),
+        plain_http=opts.plain_http,
     )
 
 
@@ -205,6 +204,11 @@ class Transferer:
 
     def push(self, request: PushRequest) -> AsyncIterator[Progress]:
         return _events(lambda emit: self._push(request, emit))
+
+    async def login(self, host: str, registry: RegistryOptions) -> None:
+        """``GET /v2/`` with the credentials, from here (this daemon's certs.d counts)."""
+        async with _registry(reference.registry_host(host), registry, self.certs_dir) as reg:
+            await reg.ping()
 
     # --- pull ---------------------------------------------------------------------
 
@@ -500,7 +504,7 @@ class _Puller:
                 self.emit(Progress(Kind.WAITING, d.digest, d.media_type, 0, d.size))
                 await job.stored.wait()
             self.emit(Progress(Kind.EXTRACTING, d.digest, d.media_type, 0, d.size))
-            await unpacker._apply_layer(self.sn, applier, job.layer, parent, job.index)
+            await unpacker.apply_layer(self.sn, applier, job.layer, parent, job.index)
             job.stored.set()
             await self.t.content.update(
                 content.Info(
@@ -558,10 +562,22 @@ class _Puller:
         finally:
             await w.close()
             if bad:  # all the bytes came, and they were wrong: start afresh next time
-                with contextlib.suppress(errors.SeacanError):
-                    await self.t.content.abort(ref)
+                await self._abort(ref)
         self.emit(Progress(Kind.DOWNLOADED, desc.digest, desc.media_type, desc.size, desc.size))
         return True
+
+    async def _abort(self, ref: str) -> None:
+        """Drop an ingest; while its Write stream is still ending it is locked: retry."""
+        for delay in (0.02, 0.05, 0.1, 0.2, 0.5, 1.0):
+            try:
+                await self.t.content.abort(ref)
+                return
+            except errors.Unavailable:  # "ref ... locked" until the server saw the stream end
+                await asyncio.sleep(delay)
+            except errors.SeacanError as e:  # NotFound: already gone
+                _log.debug("transfer.abort", ref=ref, error=str(e))
+                return
+        _log.warning("transfer.abort_failed", ref=ref)
 
 
 class _StreamingApplier:
@@ -630,18 +646,14 @@ class _StreamingApplier:
             fetched = await self._p._fetch(desc, offer)
             if not fetched:
                 # Stored meanwhile by someone else: read it from the store instead.
-                extractor.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await extractor
+                await bridge.stop(extractor)
                 applied = await self._p.t.applier.apply(desc, mounts)
                 return applied.digest, applied.size
             await offer(None)
             return await extractor
         finally:
             if not extractor.done():
-                extractor.cancel()
-                with contextlib.suppress(BaseException):
-                    await extractor
+                await bridge.stop(extractor)
 
 
 class _Pusher:
@@ -690,14 +702,8 @@ class _Pusher:
                 await self._walk_manifest(top, manifests, blobs)
         else:
             await self._walk_manifest(target, manifests, blobs)
-        missing = []
-        for d in blobs.values():  # HEADs one by one: cheap, and the first settles the scheme
-            if await self.reg.blob_exists(self.repo, d.digest) is not None:
-                self.emit(Progress(Kind.EXISTS, d.digest, d.media_type, d.size, d.size))
-            else:
-                missing.append(d)
         async with _tasks() as tg:
-            for d in missing:
+            for d in blobs.values():
                 tg.create_task(self._blob(d), name=f"transfer.push.{d.digest}")
         for i, (d, body) in enumerate(manifests):
             last = i == len(manifests) - 1
@@ -730,7 +736,11 @@ class _Pusher:
         manifests.append((desc, body))
 
     async def _blob(self, desc: oci.Descriptor) -> None:
+        """HEAD, then a mount from a repository it came from, else an upload."""
         async with self.sem:
+            if await self.reg.blob_exists(self.repo, desc.digest, for_push=True) is not None:
+                self.emit(Progress(Kind.EXISTS, desc.digest, desc.media_type, desc.size, desc.size))
+                return
             info = await self.t.content.info(desc.digest)
             repos = info.labels.get(self.source_key, "").split(",")
             for from_repo in [r for r in repos if r and r != self.repo]:

@@ -11,9 +11,10 @@ from typing import Any
 
 import grpc
 
+from seacan.api.services.transfer.v1 import transfer_pb2 as pb
 from seacan.api.services.transfer.v1 import transfer_pb2_grpc
 from seacan.transfer import Transfer
-from seacan.transfer.proxy import progress_to_pb, pull_from_pb, push_from_pb
+from seacan.transfer.proxy import progress_to_pb, pull_from_pb, push_from_pb, registry_from_pb
 
 SERVICE = "seacan.services.transfer.v1.Transfer"
 
@@ -31,6 +32,10 @@ class TransferServicer:
     async def Push(self, request: Any, context: Ctx) -> AsyncIterator[Any]:  # noqa: N802
         async for p in self._transfer.push(push_from_pb(request)):
             yield progress_to_pb(p)
+
+    async def Login(self, request: Any, context: Ctx) -> Any:  # noqa: N802
+        await self._transfer.login(request.host, registry_from_pb(request.registry))
+        return pb.LoginResponse()
 
 
 def register(server: grpc.aio.Server, transfer: Transfer) -> None:

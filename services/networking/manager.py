@@ -264,7 +264,10 @@ class NetworkManager:
                 raise errors.InvalidArgument(f"network {ref.network!r} given twice")
             seen.add(ref.network)
             nets.append(await self._network_for_use(ref.network))
-        ports = await asyncio.to_thread(self._claim_ports, ns, spec.container_id, spec.ports)
+        # Ports are published on the first network; an internal one has no way in (Docker
+        # discards them too; the CLI warns).
+        wanted = () if nets[0].internal else spec.ports
+        ports = await asyncio.to_thread(self._claim_ports, ns, spec.container_id, wanted)
         spec = replace(spec, ports=ports)
         netns = self._netns(ns, spec.container_id)
         self.db.put_sandbox(ns, spec.container_id, str(netns), spec)

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         asyncio.run(serve(opts))
-    except OSError as e:
+    except (OSError, ValueError) as e:
         print(f"seacan registry: {e}", file=sys.stderr)
         return 1
     return 0

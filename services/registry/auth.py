@@ -1,7 +1,9 @@
 """Who may do what: htpasswd users, Docker-style bearer tokens, scopes and ACLs.
 
 - htpasswd entries: bcrypt (``$2y$``, ``htpasswd -B``), apr1 (``$apr1$``, Debian's
-  default), ``{SHA}`` and, for completeness, plain text.
+  default), ``{SHA}``, crypt(3) (``$5$``, ``$6$``, DES: ``-2``, ``-5``, ``-d``)
+  and, for completeness, plain text. An empty entry, or one in an unknown
+  ``$id$`` scheme, matches no password (a hash is never its own password).
 - Tokens are JWT-shaped (HS256 over the secret file's bytes) and carry the
   granted ``access`` list; clients treat them as opaque.
 - The ACL file maps users to repository patterns (``fnmatch``, so ``prefix/*``)
@@ -16,8 +18,10 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +84,23 @@ def verify_hash(stored: str, password: str) -> bool:
         return hmac.compare_digest(md5_crypt(pw, salt.encode()), stored)
     if stored.startswith("{SHA}"):
         want = "{SHA}" + base64.b64encode(hashlib.sha1(pw).digest()).decode()
-        return hmac.compare_digest(want, stored)
-    return hmac.compare_digest(stored, password)
+        return hmac.compare_digest(want.encode(), stored.encode())
+    if stored.startswith(("$5$", "$6$")) or _DES.fullmatch(stored):
+        return hmac.compare_digest(_crypt(password, stored).encode(), stored.encode())
+    if not stored.strip() or stored.startswith("$"):
+        return False
+    return hmac.compare_digest(stored.encode(), pw)
+
+
+_DES = re.compile(r"[./0-9A-Za-z]{13}")
+
+
+def _crypt(password: str, stored: str) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # deprecated, and still the one way to check crypt(3) hashes in 3.11
+
+    return crypt.crypt(password, stored) or ""
 
 
 class Htpasswd:
@@ -168,9 +187,20 @@ class Acl:
 
     @classmethod
     def load(cls, path: Path) -> Acl:
-        doc = json.loads(path.read_text())
+        """The ACL file; ValueError naming the file when it is not of that shape."""
+        try:
+            doc = json.loads(path.read_text())
+        except ValueError as e:
+            raise ValueError(f"ACL {path}: not valid JSON: {e}") from None
+        shape = f'ACL {path}: want {{"user": {{"repo/pattern": ["pull", "push"]}}}}'
         if not isinstance(doc, dict):
-            raise ValueError(f"ACL {path} is not a JSON object")
+            raise ValueError(shape)
+        for user, rules in doc.items():
+            if not isinstance(rules, dict):
+                raise ValueError(f"{shape}; {user!r} maps to {type(rules).__name__}")
+            for pattern, actions in rules.items():
+                if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+                    raise ValueError(f"{shape}; {user!r} {pattern!r}: actions are not strings")
         return cls(doc)
 
     def allowed(self, user: str, repo: str) -> set[str]:

@@ -28,6 +28,7 @@ from .spec import RegistryError, Route
 from .storage import Storage
 
 CHUNK = 1 << 20
+MIN_SECRET = 16  # bytes of --token-secret, at least
 API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
 _log = structlog.get_logger("seacan.registry")
 
@@ -80,6 +81,11 @@ class Gate:
         self.token = opts.token_auth
         self.acl = auth.Acl.load(opts.token_acl) if opts.token_acl else auth.Acl({})
         self.secret = opts.token_secret.read_bytes().strip() if opts.token_secret else b""
+        if self.token and len(self.secret) < MIN_SECRET:
+            raise ValueError(
+                f"token secret {opts.token_secret} holds {len(self.secret)} bytes, fewer than"
+                f" {MIN_SECRET}: anyone could forge tokens (try: openssl rand -hex 32)"
+            )
         self.service = f"{opts.host}:{opts.port}"
         self.realm = ""
 

@@ -148,6 +148,14 @@ def parse_route(raw_path: str) -> Route | None:
 # --- ranges ---------------------------------------------------------------------
 
 
+MAX_DIGITS = 18  # a number with more digits (any size past 10**18) is refused
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only (``"²".isdigit()`` is true), and few enough for ``int``."""
+    return text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS
+
+
 def parse_content_range(value: str) -> tuple[int, int]:
     """A chunk's ``Content-Range: <start>-<end>`` (inclusive; ``bytes `` prefix allowed)."""
     v = value.strip()
@@ -155,7 +163,7 @@ def parse_content_range(value: str) -> tuple[int, int]:
         v = v[5:].strip(" =")
     start, sep, end = v.partition("-")
     end = end.split("/", 1)[0]
-    if not sep or not start.isdigit() or not end.isdigit() or int(end) < int(start):
+    if not sep or not _is_number(start) or not _is_number(end) or int(end) < int(start):
         raise RegistryError(
             "BLOB_UPLOAD_INVALID", f"invalid Content-Range {value!r}", status=416, detail=value
         )
@@ -179,8 +187,8 @@ def paginate(
         items = [i for i in items if i > last]
     if n is None or n == "":
         return items, None
-    if not n.isdigit():
-        raise RegistryError("PAGINATION_NUMBER_INVALID", f"invalid page size n={n!r}")
+    if not _is_number(n):
+        raise RegistryError("PAGINATION_NUMBER_INVALID", f"invalid page size n={n[:40]!r}")
     size = int(n)
     page = items[:size]
     if size == 0 or len(items) <= size:
@@ -238,6 +246,8 @@ def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise RegistryError("MANIFEST_INVALID", "manifest is not valid JSON") from None
+    except RecursionError:
+        raise RegistryError("MANIFEST_INVALID", "manifest JSON is nested too deep") from None
     if not isinstance(doc, dict):
         raise RegistryError("MANIFEST_INVALID", "manifest is not a JSON object")
     header = _base_type(content_type)

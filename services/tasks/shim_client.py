@@ -54,13 +54,17 @@ def binary_name(runtime: str) -> str:
 
 
 def resolve_binary(runtime: str) -> str:
-    """An absolute path as is; else the shim binary on PATH or next to this Python."""
+    """An absolute path as is; else the shim binary next to this Python or on PATH.
+
+    Next to this Python first: that is seacan's own shim of this very
+    installation, not a wrapper on PATH (pyenv's shims exec bash twice).
+    """
     if os.path.isabs(runtime):
         if os.access(runtime, os.X_OK):
             return runtime
         raise errors.NotFound(f"runtime {runtime!r} binary not installed: file does not exist")
     name = binary_name(runtime)
-    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if found is None:
         raise errors.NotFound(
             f"runtime {runtime!r} binary not installed {name!r}: file does not exist"

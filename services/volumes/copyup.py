@@ -5,7 +5,9 @@ file descriptor with ``O_NOFOLLOW``, so no symlink in the image is ever
 followed out of it: the mount path itself is resolved *inside* the rootfs
 (a symlink component is re-read relative to the rootfs, as a chroot would),
 and within the copied tree symlinks are copied as symlinks. Ownership,
-modes, times, symlinks, device nodes, FIFOs and hard links are preserved;
+modes, times, symlinks, FIFOs and hard links (within the copied tree) are
+preserved; device nodes are not copied (layers may not carry them either,
+and a volume's directory is reachable from the host);
 then the volume's own directory takes the owner and mode of the source
 directory (Docker's ``copyOwnership``).
 
@@ -114,11 +116,11 @@ class _Copier:
             elif stat.S_ISLNK(mode):
                 os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
                 _meta(name, st, dst, link=True)
-            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
-                os.mknod(name, mode, st.st_rdev, dir_fd=dst)
+            elif stat.S_ISFIFO(mode):
+                os.mknod(name, mode, dir_fd=dst)
                 _meta(name, st, dst)
             else:
-                continue  # sockets mean nothing in a copy
+                continue  # device nodes are never copied; sockets mean nothing in a copy
             if st.st_nlink > 1:
                 self.links[key] = path
 

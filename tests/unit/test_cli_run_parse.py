@@ -48,8 +48,12 @@ def test_run_entrypoint_and_runtime() -> None:
 
 
 def test_run_bad_network() -> None:
-    with pytest.raises(errors.InvalidArgument, match="--network"):
-        rc.run_options(parse("run", "--network", "bridge", "busybox"))  # type: ignore[arg-type]
+    # bridge and user networks are fine; none/host cannot be combined with another network
+    rc.run_options(parse("run", "--network", "bridge", "busybox"))  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidArgument, match="--network none cannot be combined"):
+        rc.run_options(
+            parse("run", "--network", "none", "--network", "front", "busybox")  # type: ignore[arg-type]
+        )
 
 
 def test_run_requires_image() -> None:

@@ -126,7 +126,7 @@ SERVICES: dict[str, list[tuple[str, tuple[bool, bool]]]] = {
 
 # seacan's own services on the main socket (issues 4-6), beside seacan.services.gc.v1.GC.
 SEACAN_SERVICES: dict[str, list[tuple[str, tuple[bool, bool]]]] = {
-    "seacan.services.transfer.v1.Transfer": [("Pull", SS), ("Push", SS)],
+    "seacan.services.transfer.v1.Transfer": [("Pull", SS), ("Push", SS), ("Login", U)],
     "seacan.services.networking.v1.Networking": [
         (m, U)
         for m in (

@@ -65,6 +65,18 @@ class PushRequest(_message.Message):
     registry: RegistryOptions
     def __init__(self, ref: _Optional[str] = ..., source: _Optional[str] = ..., platform: _Optional[_Union[_platform_pb2.Platform, _Mapping]] = ..., registry: _Optional[_Union[RegistryOptions, _Mapping]] = ...) -> None: ...
 
+class LoginRequest(_message.Message):
+    __slots__ = ("host", "registry")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    registry: RegistryOptions
+    def __init__(self, host: _Optional[str] = ..., registry: _Optional[_Union[RegistryOptions, _Mapping]] = ...) -> None: ...
+
+class LoginResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class Progress(_message.Message):
     __slots__ = ("kind", "digest", "media_type", "current", "total", "name", "image_digest", "message")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

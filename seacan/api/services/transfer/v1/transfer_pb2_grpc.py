@@ -44,6 +44,11 @@ class TransferStub:
                 request_serializer=seacan_dot_api_dot_services_dot_transfer_dot_v1_dot_transfer__pb2.PushRequest.SerializeToString,
                 response_deserializer=seacan_dot_api_dot_services_dot_transfer_dot_v1_dot_transfer__pb2.Progress.FromString,
                 _registered_method=True)
+        self.Login = channel.unary_unary(
+                '/seacan.services.transfer.v1.Transfer/Login',
+                request_serializer=seacan_dot_api_dot_services_dot_transfer_dot_v1_dot_transfer__pb2.LoginRequest.SerializeToString,
+                response_deserializer=seacan_dot_api_dot_services_dot_transfer_dot_v1_dot_transfer__pb2.LoginResponse.FromString,
+                _registered_method=True)
 
 
 class TransferServicer:
@@ -64,6 +69,14 @@ class TransferServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Login(self, request, context):
+        """Login checks credentials with the registry (GET /v2/ and its auth
+        flow) from the daemon, through the daemon's certs.d; it stores nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TransferServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +89,11 @@ def add_TransferServicer_to_server(servicer, server):
                     servicer.Push,
                     request_deserializer=seacan_dot_api_dot_services_dot_transfer_dot_v1_dot_transfer__pb2.PushRequest.FromString,
                     response_serializer=seacan_dot_api_dot_services_dot_transfer_dot_v1_dot_transfer__pb2.Progress.SerializeToString,
+            ),
+            'Login': grpc.unary_unary_rpc_method_handler(
+                    servicer.Login,
+                    request_deserializer=seacan_dot_api_dot_services_dot_transfer_dot_v1_dot_transfer__pb2.LoginRequest.FromString,
+                    response_serializer=seacan_dot_api_dot_services_dot_transfer_dot_v1_dot_transfer__pb2.LoginResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +150,33 @@ class Transfer:
             '/seacan.services.transfer.v1.Transfer/Push',
             seacan_dot_api_dot_services_dot_transfer_dot_v1_dot_transfer__pb2.PushRequest.SerializeToString,
             seacan_dot_api_dot_services_dot_transfer_dot_v1_dot_transfer__pb2.Progress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Login(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seacan.services.transfer.v1.Transfer/Login',
+            seacan_dot_api_dot_services_dot_transfer_dot_v1_dot_transfer__pb2.LoginRequest.SerializeToString,
+            seacan_dot_api_dot_services_dot_transfer_dot_v1_dot_transfer__pb2.LoginResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,10 +69,15 @@ def d(
 
 
 def case_context(case: Path, dest: Path) -> Path:
-    """The oracle's context: the case directory minus case.json and expected.json."""
+    """The oracle's context: the case directory minus case.json and expected.json.
+
+    Git keeps only 0644 and 0755, so modes the case needs are in case.json ("modes").
+    """
     shutil.copytree(
         case, dest, symlinks=True, ignore=shutil.ignore_patterns("expected.json", "case.json")
     )
+    for rel, mode in json.loads((case / "case.json").read_text()).get("modes", {}).items():
+        (dest / rel).chmod(int(mode, 8))
     return dest
 
 

@@ -25,7 +25,7 @@ async def serve(cfg: config.Config) -> None:
     root.mkdir(parents=True, exist_ok=True)
     db = CacheDB(root / "cache.db")
     stores = Stores.connect(cfg.address)
-    builder = Builder(root, stores, db, cfg.limits.max_context_bytes)
+    builder = Builder(root, stores, db, cfg.limits.max_context_bytes, cfg.limits.max_blob_bytes)
 
     def _register(server: grpc.aio.Server) -> None:
         register(server, builder)

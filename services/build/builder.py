@@ -1,7 +1,8 @@
 """The build service's implementation: contexts on disk, the engine, commit and prune.
 
-Each build gets ``<root>/contexts/<id>/`` (the unpacked context, private,
-removed afterwards) and ``<root>/work/<id>/`` (FIFOs, temporary mounts,
+Each build gets ``<root>/contexts/<id>.tar`` (the context as received) and
+``<root>/contexts/<id>/`` (the context unpacked when a step needs its files,
+private, removed afterwards) and ``<root>/work/<id>/`` (FIFOs, temporary mounts,
 downloads). A directory is removed only when nothing is mounted below it,
 so a failed unmount can never make us delete a snapshot's files.
 """
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import secrets
 import shutil
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -49,11 +51,20 @@ def safe_rmtree(path: Path) -> None:
 
 
 class Builder:
-    def __init__(self, root: Path, stores: Stores, db: CacheDB, max_context_bytes: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        stores: Stores,
+        db: CacheDB,
+        max_context_bytes: int,
+        max_blob_bytes: int = 64 << 30,
+    ) -> None:
         self.root = root
         self.stores = stores
         self.cache = Cache(db, stores)
         self.limit = max_context_bytes
+        self.max_download = max_blob_bytes
+        self.memo: context.Memo = OrderedDict()
         for d in ("contexts", "work"):
             (root / d).mkdir(parents=True, exist_ok=True, mode=0o700)
             for leftover in (root / d).iterdir():  # from a build that died with us
@@ -73,12 +84,13 @@ class Builder:
         ctx = self.root / "contexts" / id
         work = self.root / "work" / id
         try:
-            await context.receive(chunks, tar, self.limit)
-            await asyncio.to_thread(context.unpack, tar, ctx, self.limit, opts.dockerfile)
-            tar.unlink()
+            digest = await context.receive(chunks, tar, self.limit)
+            ctx_ = context.Context(tar, ctx, self.limit, opts.dockerfile, digest, self.memo)
             work.mkdir(mode=0o700)
             (work / "fifo").mkdir(mode=0o700)
-            async for ev in engine.build_stream(self.stores, self.cache, opts, ctx, work):
+            async for ev in engine.build_stream(
+                self.stores, self.cache, opts, ctx_, work, self.max_download
+            ):
                 yield ev
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -13,14 +13,17 @@ Source paths for COPY/ADD are resolved strictly inside the context
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
 import shutil
 import stat
 import tarfile
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from seacan import errors
 
@@ -39,16 +42,64 @@ def too_large(limit: int) -> TooLarge:
     )
 
 
-async def receive(chunks: AsyncIterator[bytes], tar_path: Path, limit: int) -> int:
-    """Write the stream to ``tar_path``; refuse it past ``limit`` bytes. Bytes received."""
+async def receive(chunks: AsyncIterator[bytes], tar_path: Path, limit: int) -> str:
+    """Write the stream to ``tar_path``; refuse it past ``limit`` bytes. The sha256 (hex)
+    of the bytes received."""
     total = 0
+    h = hashlib.sha256()
     with open(tar_path, "wb") as f:
         async for chunk in chunks:
             total += len(chunk)
             if total > limit:
                 raise too_large(limit)
+            h.update(chunk)
             f.write(chunk)
-    return total
+    return h.hexdigest()
+
+
+MEMO_CONTEXTS = 32  # contexts whose facts the service remembers
+Memo = OrderedDict[str, dict[str, Any]]
+
+
+class Context:
+    """A received context: its tar, unpacked into ``dest`` only when a step needs the files.
+
+    Whatever the build learns from the context (the Dockerfile, the content
+    hashes of COPY sources) is a function of the tar's bytes, so it is kept
+    in ``memo`` under their sha256 and a build of the same bytes (a cached
+    rebuild) answers from there without unpacking. A file whose mtime alone
+    changed makes other bytes: the context is unpacked and hashed again (and
+    the cache still hits, since content hashes ignore mtimes).
+    """
+
+    def __init__(
+        self, tar: Path, dest: Path, limit: int, dockerfile: str, digest: str, memo: Memo
+    ) -> None:
+        self.tar, self.dest, self.limit, self.dockerfile = tar, dest, limit, dockerfile
+        self.digest = digest
+        self._memo = memo
+        self._unpacked = False
+
+    async def path(self) -> Path:
+        """The unpacked context directory (unpacked now if it was not)."""
+        if not self._unpacked:
+            await asyncio.to_thread(unpack, self.tar, self.dest, self.limit, self.dockerfile)
+            self._unpacked = True
+            self.tar.unlink(missing_ok=True)  # not needed any more: no second copy on disk
+        return self.dest
+
+    def recall(self, key: str) -> Any:
+        facts = self._memo.get(self.digest)
+        if facts is None:
+            return None
+        self._memo.move_to_end(self.digest)
+        return facts.get(f"{self.dockerfile}\0{key}")
+
+    def remember(self, key: str, value: Any) -> None:
+        facts = self._memo.setdefault(self.digest, {})
+        facts[f"{self.dockerfile}\0{key}"] = value
+        while len(self._memo) > MEMO_CONTEXTS:
+            self._memo.popitem(last=False)
 
 
 def unpack(tar_path: Path, dest: Path, limit: int, dockerfile: str) -> None:

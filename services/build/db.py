@@ -73,12 +73,29 @@ class CacheDB:
     def get(self, parent: str, key: str) -> Entry | None:
         ns = scope.namespace_required()
         where = sa.and_(entries.c.namespace == ns, entries.c.parent == parent, entries.c.key == key)
-        with self._engine.begin() as conn:
+        with self._engine.connect() as conn:
             row = conn.execute(sa.select(entries).where(where)).first()
-            if row is None:
-                return None
-            conn.execute(entries.update().where(where).values(used_at=time.time()))
-        return _entry(row)
+        return None if row is None else _entry(row)
+
+    def touch(self, items: Sequence[Entry]) -> None:
+        """Mark rows as used now (one transaction)."""
+        if not items:
+            return
+        ns = scope.namespace_required()
+        now = time.time()
+        with self._engine.begin() as conn:
+            for e in items:
+                conn.execute(
+                    entries.update()
+                    .where(
+                        sa.and_(
+                            entries.c.namespace == ns,
+                            entries.c.parent == e.parent,
+                            entries.c.key == e.key,
+                        )
+                    )
+                    .values(used_at=now)
+                )
 
     def put(self, e: Entry) -> None:
         ns = scope.namespace_required()

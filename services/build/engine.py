@@ -49,11 +49,13 @@ from seacan.transfer import PullRequest
 
 from . import context, fsops, image, runner
 from .cache import Cache
+from .db import Entry
 from .stores import Stores
 
 _log = log.get(__name__)
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 BUILD_LEASE_TTL = timedelta(hours=2)
+MEMO_DOCKERFILE = 256 << 10  # Dockerfiles up to this size are remembered per context
 PROXY_ARGS = frozenset(
     k for n in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
     for k in (n, n.lower())
@@ -68,6 +70,8 @@ KNOWN_FLAGS = {
 
 Options = BuildOptions
 Emit = Callable[[Event], Awaitable[None]]
+# A file system step: (mounts, snapshot key, the diff to run when the files are final)
+Work = Callable[[list[Mount], str, Callable[[], Awaitable[None]]], Awaitable[Any]]
 
 
 # -- state --------------------------------------------------------------------------
@@ -83,6 +87,7 @@ class State:
     image_id: str  # config digest; "" before the first step on scratch
     args: dict[str, str | None] = field(default_factory=dict)
     cmd_set: bool = False
+    unverified: Entry | None = None  # the last cache hit, not yet checked (see Build._settle)
 
     @property
     def run(self) -> dict[str, Any]:
@@ -122,6 +127,10 @@ class Built:
     stage: Stage
 
 
+class _StaleCache(Exception):
+    """A cache hit whose config was removed behind the cache's back: build again."""
+
+
 class Build:
     """One build: options, the unpacked context, the services."""
 
@@ -130,14 +139,16 @@ class Build:
         stores: Stores,
         cache: Cache,
         opts: Options,
-        ctx_dir: Path,
+        ctx: context.Context,
         work_dir: Path,
         emit: Emit,
+        max_download: int = 64 << 30,
     ) -> None:
         self.stores = stores
+        self.max_download = max_download
         self.cache = cache
         self.opts = opts
-        self.ctx = ctx_dir
+        self.ctx = ctx
         self.work = work_dir
         self.emit = emit
         self.platform = _platform(opts.platform)
@@ -148,11 +159,39 @@ class Build:
         self.meta: dict[str, str | None] = {}
         self.cached_so_far = not opts.no_cache
         self.df: Dockerfile | None = None
+        self.hits: list[Entry] = []
+        self.cache_leased = False
+        self.lazy: dict[str, oci.Descriptor] = {}  # base chain ID -> image, not unpacked yet
 
     # -- driver ----------------------------------------------------------------
 
+    async def _dockerfile(self) -> bytes:
+        if self.opts.dockerfile_content:
+            return self.opts.dockerfile_content
+        text = self.ctx.recall("dockerfile")
+        if not isinstance(text, bytes):
+            text = _read_dockerfile(await self.ctx.path(), self.opts.dockerfile or "Dockerfile")
+            if len(text) <= MEMO_DOCKERFILE:
+                self.ctx.remember("dockerfile", text)
+        return text
+
     async def run(self) -> Result:
-        text = self.opts.dockerfile_content or self._read_dockerfile()
+        """The build; built again (at most twice, the last time without the cache) when a
+        cache hit turns out to name removed content."""
+        for attempt in range(3):
+            try:
+                return await self._run_once(use_cache=attempt < 2)
+            except _StaleCache:
+                await self.emit(Stream("The build cache lost content; building again\n"))
+            finally:
+                self.cache.touch(self.hits)
+                self.hits = []
+        raise AssertionError("unreachable")
+
+    async def _run_once(self, *, use_cache: bool) -> Result:
+        self.built, self.step, self.used_args = {}, 0, set()
+        self.cached_so_far = use_cache and not self.opts.no_cache
+        text = await self._dockerfile()
         name = posixpath.basename(self.opts.dockerfile or "Dockerfile")
         df = dfparser.parse(text, filename=name)
         self.df = df
@@ -182,33 +221,21 @@ class Build:
         if not final.image_id:
             await self._commit_config(final, "FROM scratch", empty=True, history=False)
         data = image.encode(final.config)
-        mdesc = await image.write_manifest(self.stores, final.image_id, len(data), final.layers)
+        check = asyncio.ensure_future(self._settle(final))  # one round trip for both
+        try:
+            mdesc = await image.write_manifest(self.stores, final.image_id, len(data), final.layers)
+        except BaseException:
+            check.cancel()
+            with contextlib.suppress(BaseException):
+                await check
+            raise
+        await check
         tags = await image.tag(self.stores, self.opts.tags, mdesc)
         short = final.image_id.removeprefix("sha256:")[:12]
         await self.emit(Stream(f"Successfully built {short}\n"))
         for t in self.opts.tags:
             await self.emit(Stream(f"Successfully tagged {t}\n"))
         return Result(final.image_id, mdesc.digest, tuple(tags))
-
-    def _read_dockerfile(self) -> bytes:
-        rel = self.opts.dockerfile or "Dockerfile"
-        root = fsops.open_dir(self.ctx)
-        try:
-            fd, st = fsops.open_in(root, rel, strict=True)
-        except (FileNotFoundError, NotADirectoryError):
-            raise errors.NotFound(
-                f"cannot find the Dockerfile {rel!r} in the build context"
-            ) from None
-        finally:
-            os.close(root)
-        try:
-            if not stat.S_ISREG(st.st_mode):
-                raise errors.InvalidArgument(f"the Dockerfile {rel!r} is not a regular file")
-            rfd = fsops.reopen(fd, os.O_RDONLY)
-            with os.fdopen(rfd, "rb") as f:
-                return f.read(1 << 22)
-        finally:
-            os.close(fd)
 
     def _meta_args(self, df: Dockerfile) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
@@ -286,15 +313,47 @@ class Build:
                 if s.index not in self.built:
                     raise _err(st.from_, f"stage {base!r} was not built")
                 b = self.built[s.index].state
-                return State(copy.deepcopy(b.config), list(b.layers), b.chain_id, b.image_id)
+                return State(copy.deepcopy(b.config), list(b.layers), b.chain_id, b.image_id,
+                             unverified=b.unverified)  # fmt: skip
         if base.lower() == "scratch":
             return State(image.scratch_config(self.platform), [], "", "")
-        parts = await self._base_image(base, st.from_)
-        cfg = await image.load_config(self.stores, parts.config_desc.digest)
+        target = await self._image_target(base, st.from_)
+        parts, cfg = await self._image_parts(target)
+        if parts.chain_id:
+            self.lazy[parts.chain_id] = target  # unpacked when a step needs its files
         layers = [image.layer_of(x.blob, x.diff_id) for x in parts.layers]
-        return State(cfg, layers, parts.chain_id, parts.config_desc.digest)
+        return State(copy.deepcopy(cfg), layers, parts.chain_id, parts.config_desc.digest)
 
-    async def _base_image(self, ref: str, instr: Instruction) -> unpacker.ImageParts:
+    async def _image_parts(
+        self, target: oci.Descriptor
+    ) -> tuple[unpacker.ImageParts, dict[str, Any]]:
+        """Manifest, layers and config of an image, remembered by the service (content is
+        immutable by digest; the image record is read every build)."""
+        key = (scope.namespace_required(), target.digest, str(self.platform))
+        hit = self.cache.images.get(key)
+        if hit is None:
+            parts = await unpacker.read_image(self.stores.content, target, self.platform)
+            hit = (parts, await image.load_config(self.stores, parts.config_desc.digest))
+            self.cache.remember_image(key, hit)
+        return hit
+
+    async def _ensure_chain(self, chain: str) -> None:
+        """Unpack the base image whose top snapshot is ``chain``, if FROM deferred it."""
+        target = self.lazy.pop(chain, None)
+        if target is not None:
+            await unpacker.unpack(
+                self.stores.content, self.stores.snapshots, self.stores.diff, target,
+                platform=self.platform,
+            )  # fmt: skip
+
+    async def _settle(self, state: State) -> None:
+        """Check the state's last cache hit before its files or config are used (one
+        lookup per run of hits); _StaleCache when it is gone."""
+        e, state.unverified = state.unverified, None
+        if e is not None and not await self.cache.verify(e):
+            raise _StaleCache(e.config_digest)
+
+    async def _image_target(self, ref: str, instr: Instruction) -> oci.Descriptor:
         try:
             name = normalize_reference(ref)
         except errors.SeacanError as e:
@@ -306,11 +365,7 @@ class Build:
         if img is None:
             await self._pull(name, instr)
             img = await self.stores.images.get(name)
-        unpacked = await unpacker.unpack(
-            self.stores.content, self.stores.snapshots, self.stores.diff, img.target,
-            platform=self.platform,
-        )  # fmt: skip
-        return unpacked.parts
+        return img.target
 
     async def _pull(self, name: str, instr: Instruction) -> None:
         await self.emit(Stream(f"Pulling {name}\n"))
@@ -360,13 +415,15 @@ class Build:
         starts with it) misses too, as Docker's."""
         if not self.cached_so_far:
             return False
-        e = await self.cache.get(state.image_id, cache_string)
+        e = self.cache.lookup(state.image_id, cache_string)
         if e is None:
             return False
         state.config = json.loads(e.config)
         state.layers = [dict(x) for x in e.layers]
         state.chain_id = e.chain_id
         state.image_id = e.config_digest
+        state.unverified = e
+        self.hits.append(e)
         await self.emit(Stream(" ---> Using cache\n"))
         return True
 
@@ -376,8 +433,11 @@ class Build:
 
     async def _commit_config(
         self, state: State, text: str, *, empty: bool, history: bool = True,
-        created_by: str | None = None,
+        created_by: str | None = None, cached: bool = False,
     ) -> None:  # fmt: skip
+        """Write the state's config as the step's image; ``cached``: under the cache lease
+        (the caller remembers the step)."""
+        await self._settle(state)
         created = image.timestamp(self.opts.source_date_epoch)
         state.config["created"] = created
         state.config["rootfs"] = {"type": "layers",
@@ -390,9 +450,13 @@ class Build:
             if empty:
                 h["empty_layer"] = True
             state.config["history"] = [*(state.config.get("history") or []), h]
-        digest, _ = await image.write_config(
-            self.stores, state.config, state.chain_id, state.layers
-        )
+        if cached and not self.cache_leased:
+            await self.cache.ensure_lease()
+            self.cache_leased = True
+        with self.cache.under_lease() if cached else contextlib.nullcontext():
+            digest, _ = await image.write_config(
+                self.stores, state.config, state.chain_id, state.layers
+            )
         state.image_id = digest
 
     async def _commit_metadata(self, state: State, text: str) -> bool:
@@ -402,12 +466,12 @@ class Build:
         # Apply to a copy first: a hit replaces the config anyway.
         if await self._cache_lookup(state, cs):
             return True
-        await self._commit_config(state, text, empty=True, created_by=created_by)
-        await self._remember(parent, cs, state)
+        await self._commit_config(state, text, empty=True, created_by=created_by, cached=True)
+        self._remember(parent, cs, state)
         return False
 
-    async def _remember(self, parent: str, cs: str, state: State) -> None:
-        await self.cache.put(
+    def _remember(self, parent: str, cs: str, state: State) -> None:
+        self.cache.put(
             parent, cs, state.image_id, state.chain_id, tuple(state.layers),
             image.encode(state.config).decode(),
         )  # fmt: skip
@@ -459,7 +523,7 @@ class Build:
             network=self.opts.network,
         )
 
-        async def work(mounts: list[Mount], key: str) -> None:
+        async def work(mounts: list[Mount], key: str, diff: Callable[[], Awaitable[None]]) -> None:
             async def out(data: bytes) -> None:
                 await self.emit(Output(data))
 
@@ -467,8 +531,9 @@ class Build:
                 await self.emit(Stream(f" ---> Running in {cid}\n"))
 
             status, tail = await runner.run(
-                self.stores, mounts, key, state.config, rs, self.work / "fifo", out, started
-            )
+                self.stores, mounts, key, state.config, rs, self.work / "fifo", out, started,
+                then=diff,
+            )  # fmt: skip
             if status != 0:
                 cmd = " ".join(argv)
                 msg = (f"Dockerfile:{instr.line}: RUN: the command '{cmd}' returned a "
@@ -478,22 +543,28 @@ class Build:
                 raise errors.FailedPrecondition(msg)
 
         await self._layer_step(state, work)
-        await self._commit_config(state, "", empty=False, created_by=created_by)
-        await self._remember(parent, cs, state)
+        await self._commit_config(state, "", empty=False, created_by=created_by, cached=True)
+        self._remember(parent, cs, state)
         return False
 
-    async def _layer_step(
-        self, state: State, work: Callable[[list[Mount], str], Awaitable[Any]]
-    ) -> bool:
+    async def _layer_step(self, state: State, work: Work) -> bool:
         """Prepare a snapshot on the state's chain, run ``work``, diff, commit; False when
-        ``work`` returned False (nothing to keep: the snapshot is dropped)."""
+        ``work`` returned False (nothing to keep: the snapshot is dropped).
+
+        ``work`` gets the mounts, the snapshot key and the diff as a callable it may
+        run itself once the files are final (RUN: while its container is removed);
+        otherwise the diff runs after it."""
         key = f"build-{secrets.token_hex(8)}"
         sn = self.stores.snapshots
+        await self._settle(state)
+        await self._ensure_chain(state.chain_id)
         mounts = await sn.prepare(key, state.chain_id)
         committed = False
-        try:
-            if await work(mounts, key) is False:
-                return False
+        layer: list[tuple[oci.Descriptor, str]] = []
+
+        async def diff() -> None:
+            if layer:
+                return
             if self.opts.source_date_epoch is not None:
                 await asyncio.to_thread(
                     _clamp, runner.upper_dir(mounts), self.opts.source_date_epoch
@@ -501,14 +572,22 @@ class Build:
             lower: list[Mount] = []
             view = ""
             if state.chain_id:
-                view = f"{key}-parent"
-                lower = await sn.view(view, state.chain_id)
+                lower = runner.parent_view(mounts)
+                if not lower:  # not an overlay with lowers: ask the snapshotter
+                    view = f"{key}-parent"
+                    lower = await sn.view(view, state.chain_id)
             try:
                 desc = await self.stores.diff.diff(lower, mounts)
             finally:
                 if view:
                     await image.remove_quietly(self.stores, view)
-            diff_id = await image.diff_id_of(self.stores, desc)
+            layer.append((desc, await image.diff_id_of(self.stores, desc)))
+
+        try:
+            if await work(mounts, key, diff) is False:
+                return False
+            await diff()
+            desc, diff_id = layer[0]
             chain = image.chain_id(state.chain_id, diff_id)
             try:
                 await sn.commit(chain, key)
@@ -538,13 +617,13 @@ class Build:
         parent = state.image_id
         state.run["WorkingDir"] = path
 
-        async def work(mounts: list[Mount], key: str) -> bool:
+        async def work(mounts: list[Mount], key: str, _: Callable[[], Awaitable[None]]) -> bool:
             async with with_temp_mount(mounts, self.work) as rootfs:
                 return await asyncio.to_thread(_mkdir, rootfs, path)
 
         made = await self._layer_step(state, work)
-        await self._commit_config(state, text, empty=not made, created_by=created_by)
-        await self._remember(parent, cs, state)
+        await self._commit_config(state, text, empty=not made, created_by=created_by, cached=True)
+        self._remember(parent, cs, state)
         return False
 
     # -- COPY / ADD -------------------------------------------------------------------
@@ -581,12 +660,25 @@ class Build:
         frm = shell.expand(instr.flag("from") or "", self._meta_env(), escape=esc)
         if add and frm:
             raise _err(instr, "ADD does not take --from")
+        memo = ""
         async with contextlib.AsyncExitStack() as stack:
             if frm:
                 src_root = await self._from_root(frm, instr, stack)
                 strict = False
             else:
-                src_root, strict = self.ctx, True
+                strict = True
+                # Same context bytes as a build before: the sources' hashes are known.
+                memo = "" if any(_is_url(x) or x.startswith("<<") for x in srcs) else (
+                    "copy\0" + json.dumps([srcs, chmod])
+                )  # fmt: skip
+                known = self.ctx.recall(memo) if memo else None
+                if isinstance(known, str):
+                    flags = "".join(f"--{k}={v} " for k, v in sorted(instr.flags) if k != "from")
+                    text = f"{instr.cmd} {flags}{known} in {dest_abs} "
+                    created_by = " ".join([*state.shell(), "#(nop) ", text])
+                    if await self._cache_lookup(state, self._cache_string(state, created_by)):
+                        return True
+                src_root = await self.ctx.path()
             hd_dir = self.work / f"heredoc-{secrets.token_hex(4)}"
             stack.callback(shutil.rmtree, hd_dir, True)
             sources = await asyncio.to_thread(
@@ -600,6 +692,8 @@ class Build:
                 stack.callback(_unlink, p)
             hashes = await asyncio.to_thread(_hash_sources, sources, downloads, chmod)
             what = context.combine(hashes)
+            if memo:
+                self.ctx.remember(memo, what)
             flags = "".join(f"--{k}={v} " for k, v in sorted(instr.flags) if k != "from")
             text = f"{instr.cmd} {flags}{what} in {dest_abs} "
             created_by = " ".join([*state.shell(), "#(nop) ", text])
@@ -608,7 +702,7 @@ class Build:
                 return True
             parent = state.image_id
 
-            async def work(mounts: list[Mount], key: str) -> None:
+            async def work(mounts: list[Mount], key: str, _: Callable[[], Awaitable[None]]) -> None:
                 async with with_temp_mount(mounts, self.work) as rootfs:
                     await asyncio.to_thread(
                         _write_sources, rootfs, sources, downloads, dest_abs, chown, chmod,
@@ -616,8 +710,8 @@ class Build:
                     )  # fmt: skip
 
             await self._layer_step(state, work)
-        await self._commit_config(state, text, empty=False, created_by=created_by)
-        await self._remember(parent, cs, state)
+        await self._commit_config(state, text, empty=False, created_by=created_by, cached=True)
+        self._remember(parent, cs, state)
         return False
 
     async def _from_root(
@@ -632,14 +726,20 @@ class Build:
             if (s.name and s.name == frm.lower()) or (frm.isdigit() and int(frm) == s.index):
                 if s.index not in self.built:
                     raise _err(instr, f"stage {frm!r} was not built")
-                chain = self.built[s.index].state.chain_id
+                src = self.built[s.index].state
+                await self._settle(src)
+                chain = src.chain_id
                 found = True
                 break
         if not found:
             if frm.isdigit():
                 raise _err(instr, f"COPY --from={frm}: no such build stage")
-            parts = await self._base_image(frm, instr)
+            target = await self._image_target(frm, instr)
+            parts, _ = await self._image_parts(target)
             chain = parts.chain_id
+            if chain:
+                self.lazy.setdefault(chain, target)
+        await self._ensure_chain(chain)
         if not chain:
             d = self.work / f"empty-{secrets.token_hex(4)}"
             d.mkdir()
@@ -663,20 +763,37 @@ class Build:
         return len(df.stages)
 
     async def _download(self, urls: list[str], instr: Instruction) -> list[tuple[str, str]]:
+        """Each URL into the work directory; past ``max_download`` bytes (seacand
+        --max-blob-bytes) ResourceExhausted, the partial file removed."""
         import aiohttp
 
+        limit = self.max_download
         out = []
         for url in urls:
             path = self.work / f"url-{secrets.token_hex(6)}"
+            too_big = errors.ResourceExhausted(
+                f"Dockerfile:{instr.line}: ADD {url}: the download is larger than the limit "
+                f"of {limit} bytes (seacand --max-blob-bytes)"
+            )
             try:
                 async with aiohttp.ClientSession() as s, s.get(url) as r:
                     if r.status != 200:
                         raise _err(instr, f"ADD {url}: HTTP {r.status}")
+                    if (r.content_length or 0) > limit:
+                        raise too_big
+                    total = 0
                     with open(path, "wb") as f:
                         async for chunk in r.content.iter_chunked(1 << 16):
+                            total += len(chunk)
+                            if total > limit:
+                                raise too_big
                             f.write(chunk)
             except aiohttp.ClientError as e:
+                _unlink(str(path))
                 raise _err(instr, f"ADD {url}: {e}") from None
+            except BaseException:
+                _unlink(str(path))
+                raise
             name = posixpath.basename(url.split("?")[0].rstrip("/")) or "index.html"
             out.append((str(path), name))
         return out
@@ -932,6 +1049,24 @@ def _hash_sources(
     return out
 
 
+def _read_dockerfile(ctx: Path, rel: str) -> bytes:
+    root = fsops.open_dir(ctx)
+    try:
+        fd, st = fsops.open_in(root, rel, strict=True)
+    except (FileNotFoundError, NotADirectoryError):
+        raise errors.NotFound(f"cannot find the Dockerfile {rel!r} in the build context") from None
+    finally:
+        os.close(root)
+    try:
+        if not stat.S_ISREG(st.st_mode):
+            raise errors.InvalidArgument(f"the Dockerfile {rel!r} is not a regular file")
+        rfd = fsops.reopen(fd, os.O_RDONLY)
+        with os.fdopen(rfd, "rb") as f:
+            return f.read(1 << 22)
+    finally:
+        os.close(fd)
+
+
 def _archive(fd: int) -> bool:
     """Whether a file is a tar archive (plain, gzip, bzip2 or xz) ADD unpacks."""
     rfd = fsops.reopen(fd, os.O_RDONLY)
@@ -956,20 +1091,36 @@ def _write_sources(
     owner = _owner(rootfs, chown, instr)
     root = fsops.open_dir(rootfs)
     try:
-        many = len(sources) + len(downloads) > 1 or any(s.glob for s in sources)
-        dir_dest = dest.endswith("/") or many or fsops.is_dir(root, dest)
-        for s in sources:
-            _write_one(root, s, dest, dir_dest, owner, chmod, add, instr)
-        for path, name in downloads:
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            try:
-                st = os.fstat(fd)
-                _write_one(root, Source(fd, st, name, False), dest, dir_dest, owner,
-                           0o600 if chmod is None else chmod, False, instr)  # fmt: skip
-            finally:
-                os.close(fd)
+        _write_all(root, sources, downloads, dest, owner, chmod, add, instr)
+    except (NotADirectoryError, FileNotFoundError, IsADirectoryError) as e:
+        where = f" ({e.filename})" if e.filename and e.filename != dest else ""
+        raise _err(instr, f"cannot copy to {dest}: {e.strerror or e}{where}") from None
     finally:
         os.close(root)
+
+
+def _write_all(
+    root: int,
+    sources: list[Source],
+    downloads: list[tuple[str, str]],
+    dest: str,
+    owner: fsops.Owner,
+    chmod: int | None,
+    add: bool,
+    instr: Instruction,
+) -> None:
+    many = len(sources) + len(downloads) > 1 or any(s.glob for s in sources)
+    dir_dest = dest.endswith("/") or many or fsops.is_dir(root, dest)
+    for s in sources:
+        _write_one(root, s, dest, dir_dest, owner, chmod, add, instr)
+    for path, name in downloads:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            _write_one(root, Source(fd, st, name, False), dest, dir_dest, owner,
+                       0o600 if chmod is None else chmod, False, instr)  # fmt: skip
+        finally:
+            os.close(fd)
 
 
 def _write_one(root: int, s: Source, dest: str, dir_dest: bool, owner: fsops.Owner,
@@ -1048,8 +1199,9 @@ async def build_stream(
     stores: Stores,
     cache: Cache,
     opts: Options,
-    ctx_dir: Path,
+    ctx: context.Context,
     work_dir: Path,
+    max_download: int = 64 << 30,
 ) -> AsyncIterator[Event]:
     """Run a build under a lease; its events, the last one a :class:`Result`."""
     queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=256)
@@ -1059,7 +1211,9 @@ async def build_stream(
 
     async def job() -> Result:
         try:
-            return await _with_lease(stores, Build(stores, cache, opts, ctx_dir, work_dir, emit))
+            return await _with_lease(
+                stores, Build(stores, cache, opts, ctx, work_dir, emit, max_download)
+            )
         finally:
             await queue.put(None)
 

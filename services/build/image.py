@@ -68,15 +68,34 @@ async def write_config(
     labels = {f"{LABEL_CONTENT}l.{i}": layer["digest"] for i, layer in enumerate(layers)}
     if chain:
         labels[LABEL_SNAPSHOT] = chain
-    await content.write_blob(
-        stores.content, f"build-config-{digest}", data, expected=digest, labels=labels
-    )
-    if labels:  # a config stored before (an identical step) gets the labels too
+    if not await _write_new(stores, f"build-config-{digest}", data, digest, labels) and labels:
+        # stored before (an identical step): it gets the labels too
         await stores.content.update(
             content.Info(digest=digest, size=len(data), labels=labels),
             [f"labels.{k}" for k in labels],
         )
     return digest, len(data)
+
+
+async def _write_new(
+    stores: Stores, ref: str, data: bytes, digest: str, labels: Mapping[str, str]
+) -> bool:
+    """Write a small blob in one writer stream; False when it was stored already."""
+    try:
+        w = await content.open_writer(stores.content, ref, len(data), digest, labels)
+    except errors.AlreadyExists:
+        return False
+    try:
+        if w.offset:
+            await w.truncate(0)
+        await w.write(data)
+        try:
+            await w.commit(len(data), digest, labels)
+        except errors.AlreadyExists:
+            return False
+        return True
+    finally:
+        await w.close()
 
 
 async def load_config(stores: Stores, digest: str) -> dict[str, Any]:
@@ -105,9 +124,7 @@ async def write_manifest(
     digest = oci.digest_of(data)
     labels = {f"{LABEL_CONTENT}config": config_digest}
     labels.update({f"{LABEL_CONTENT}l.{i}": x["digest"] for i, x in enumerate(layers)})
-    await content.write_blob(
-        stores.content, f"build-manifest-{digest}", data, expected=digest, labels=labels
-    )
+    await _write_new(stores, f"build-manifest-{digest}", data, digest, labels)
     return oci.Descriptor(oci.OCI_MANIFEST, digest, len(data))
 
 
@@ -117,10 +134,13 @@ async def tag(stores: Stores, names: Sequence[str], target: oci.Descriptor) -> l
     for raw in names:
         name = normalize_reference(raw)
         img = Image(name=name, target=target)
-        try:
-            await stores.images.create(img)
-        except errors.AlreadyExists:
+        try:  # a rebuild moves a tag: try that first
             await stores.images.update(img, ["target"])
+        except errors.NotFound:
+            try:
+                await stores.images.create(img)
+            except errors.AlreadyExists:  # created meanwhile
+                await stores.images.update(img, ["target"])
         out.append(name)
     return out
 

@@ -64,6 +64,22 @@ def upper_dir(mounts: Sequence[Mount]) -> str:
     raise errors.Internal(f"cannot find the upper directory of mounts {mounts}")
 
 
+def parent_view(mounts: Sequence[Mount]) -> list[Mount]:
+    """The read-only mounts of a prepared overlay snapshot's parent, made from its
+    ``lowerdir`` stack as the snapshotter's View would make them (so Diff walks the
+    upper directory); [] when ``mounts`` is not one overlay mount with lowers."""
+    if len(mounts) != 1 or mounts[0].type != "overlay":
+        return []
+    opts = [o for o in mounts[0].options if not o.startswith(("upperdir=", "workdir="))]
+    lowers = [o.partition("=")[2] for o in opts if o.startswith("lowerdir=")]
+    if len(lowers) != 1 or not lowers[0]:
+        return []
+    stack = lowers[0].split(":")
+    if len(stack) == 1:
+        return [Mount("bind", stack[0], options=("ro", "rbind"))]
+    return [Mount("overlay", "overlay", options=tuple(o for o in opts if o != "rw"))]
+
+
 def _exists(rootfs: Path, path: str) -> bool:
     root = fsops.open_dir(rootfs)
     try:
@@ -108,8 +124,14 @@ async def run(
     fifo_root: Path,
     emit: Callable[[bytes], Awaitable[None]],
     started: Callable[[str], Awaitable[None]],
+    then: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[int, str]:
-    """Run the step's command; its exit status and the tail of its output."""
+    """Run the step's command; its exit status and the tail of its output.
+
+    ``then`` (the diff of the snapshot) runs once the command exited with 0,
+    while the stopped task and the container are deleted; both are done when
+    this returns.
+    """
     cid = secrets.token_hex(6)
     ns = scope.namespace_required()
     extra: list[dict[str, Any]] = []
@@ -140,11 +162,25 @@ async def run(
     tail = Tail()
     try:
         status = await _task(stores, cid, mounts, fifo_root, emit, started, tail)
-    finally:
+    except BaseException:
         with contextlib.suppress(errors.SeacanError):
             await stores.containers.delete(cid)
-    if created:
-        await asyncio.to_thread(_remove_created, upper_dir(mounts), created)
+        raise
+
+    async def remove() -> None:
+        with contextlib.suppress(errors.SeacanError):
+            await stores.tasks.delete(cid)
+        with contextlib.suppress(errors.SeacanError):
+            await stores.containers.delete(cid)
+
+    removal = asyncio.ensure_future(remove())
+    try:
+        if created:  # the container's mount namespace died with its processes
+            await asyncio.to_thread(_remove_created, upper_dir(mounts), created)
+        if then is not None and status == 0:
+            await then()
+    finally:
+        await removal
     return status, tail.text()
 
 
@@ -157,11 +193,14 @@ async def _task(
     started: Callable[[str], Awaitable[None]],
     tail: Tail,
 ) -> int:
+    """Create and start the task and wait for its exit status; the stopped task is left
+    for the caller to delete (on any failure it is killed and deleted here)."""
     fifos = cio.new_fifo_set(cid, stdin=False, terminal=False, root=fifo_root)
     fds: list[int] = []
     pumps: list[asyncio.Task[None]] = []
     exited = False
     created = False
+    handed_over = False
 
     async def pump(fd: int) -> None:
         while data := await cio.read_some(fd):
@@ -187,6 +226,7 @@ async def _task(
                 waiter.cancel()
             exited = True
             await asyncio.wait(pumps, timeout=DRAIN)
+            handed_over = True
             return result.status
         finally:
             for t in pumps:
@@ -194,7 +234,7 @@ async def _task(
             for fd in fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            if created:
+            if created and not handed_over:
                 if not exited:
                     with contextlib.suppress(errors.SeacanError):
                         await stores.tasks.kill(cid, signal.SIGKILL, all=True)

@@ -17,7 +17,7 @@ import contextlib
 import json
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from seacan import cio, errors, scope
@@ -51,12 +51,17 @@ async def create_container(
     c: Client,
     id: str,
     image_ref: str,
-    opts: ContainerOptions,
+    opts: ContainerOptions | Callable[[], Awaitable[ContainerOptions]],
     *,
     runtime: str = DEFAULT_RUNTIME,
     labels: dict[str, str] | None = None,
 ) -> Container:
-    """A container (and its snapshot) for ``image_ref``, ready for a task."""
+    """A container (and its snapshot) for ``image_ref``, ready for a task.
+
+    ``opts`` may be still on its way (``seacan run`` attaching networks and
+    volumes meanwhile): then it is a function, called and awaited once the
+    rootfs is prepared and mounted.
+    """
     from seacan import mount
     from seacan.images import unpack as unpacker
     from seacan.images.archive import normalize_reference
@@ -77,6 +82,8 @@ async def create_container(
         try:
             config = unpacked.parts.config.config
             async with mount.with_temp_mount(mounts) as rootfs:
+                if not isinstance(opts, ContainerOptions):
+                    opts = await opts()
                 spec = build_spec(opts, config, rootfs, cgroups_path=f"/{c.namespace}/{id}")
             all_labels = {LABEL_STOP_SIGNAL: str(config.get("StopSignal") or DEFAULT_STOP_SIGNAL)}
             all_labels.update(labels or {})

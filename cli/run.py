@@ -93,14 +93,11 @@ def run_options(a: argparse.Namespace) -> ContainerOptions:
     )
 
 
-async def run(c: Client, a: argparse.Namespace) -> int:
-    opts = run_options(a)
-    id = a.name or cc.random_id()
-    if a.rm and a.detach:
-        raise errors.InvalidArgument("--rm and -d cannot be combined (yet)")
-    labels = {ct.LABEL_LOG_FORMAT: ct.log_format_for(a.runtime)}
-    # Volumes and networks are independent: acquired concurrently, both awaited
-    # (so a failure of one never leaves the other half-done), undone on failure.
+async def _attach(
+    c: Client, id: str, a: argparse.Namespace, opts: ContainerOptions
+) -> tuple[runvolumes.Attached, ContainerOptions]:
+    """Volumes and networks, acquired concurrently, both awaited (so a failure of one
+    never leaves the other half-done), undone on failure."""
     got_vols, got_net = await asyncio.gather(
         runvolumes.attach(c, id, a.image, a.volume, a.mount, a.tmpfs),
         runnet.attach(c, id, a, opts),
@@ -116,19 +113,39 @@ async def run(c: Client, a: argparse.Namespace) -> int:
             raise got_vols
         if isinstance(got_net, BaseException):
             raise got_net
-    vols, opts = got_vols, got_net
+    return got_vols, got_net
+
+
+async def run(c: Client, a: argparse.Namespace) -> int:
+    opts = run_options(a)
+    id = a.name or cc.random_id()
+    if a.rm and a.detach:
+        raise errors.InvalidArgument("--rm and -d cannot be combined (yet)")
+    labels = {ct.LABEL_LOG_FORMAT: ct.log_format_for(a.runtime)}
+    # The rootfs is prepared while volumes and networks are attached; the spec
+    # is built once both are there.
+    attached = asyncio.ensure_future(_attach(c, id, a, opts))
+
+    async def options() -> ContainerOptions:
+        got_vols, got_opts = await asyncio.shield(attached)
+        return got_vols.apply(got_opts)
+
     try:
-        await cc.create_container(
-            c, id, a.image, vols.apply(opts), runtime=a.runtime, labels=labels
-        )
+        cont = await cc.create_container(c, id, a.image, options, runtime=a.runtime, labels=labels)
     except BaseException:
-        with contextlib.suppress(errors.SeacanError):
-            await vols.release(c)
-        await runnet.detach(c, id)
+        try:
+            vols, _ = await attached
+        except BaseException:  # _attach undid itself; the first error is raised below
+            pass
+        else:
+            with contextlib.suppress(errors.SeacanError):
+                await vols.release(c)
+            await runnet.detach(c, id)
         raise
+    vols = attached.result()[0]
     try:
         if a.detach:
-            await ct.start_detached(c, id)
+            await ct.start_detached(c, id, cont)
             write(id + "\n")
             return 0
         result = await ct.create_task_attached(c, id, interactive=a.interactive, terminal=a.tty)

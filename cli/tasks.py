@@ -25,6 +25,7 @@ from seacan.cli import output
 from seacan.cli.commands import Subparsers, add_format, add_quiet, noun, verb, write
 from seacan.cli.containers import random_id, spec_of
 from seacan.client import DEFAULT_SNAPSHOTTER, Client
+from seacan.containers import Container
 from seacan.tasks import DEFAULT_RUNTIME, CreateOptions, ExecOptions, Exit
 
 DRAIN_TIMEOUT = 5.0  # seconds to wait for the shim to close its FIFO ends after an exit
@@ -150,13 +151,14 @@ def log_format_of(labels: Mapping[str, str]) -> str:
     return fmt if fmt in logformat.FORMATS else logformat.FORMAT_RAW
 
 
-async def start_detached(c: Client, id: str) -> int:
-    """A new task for container ``id`` writing to its log file; started. Its PID.
+async def start_detached(c: Client, id: str, cont: Container | None = None) -> int:
+    """A new task for container ``id`` (``cont``, when just made) writing to its log file;
+    started. Its PID.
 
     The log is in the container's format (:func:`log_format_of`): for CRI the
     URI says ``?format=cri`` and seacan's shim writes timestamped records.
     """
-    cont = await c.containers.get(id)
+    cont = cont or await c.containers.get(id)
     rootfs = await c.snapshotter(cont.snapshotter or DEFAULT_SNAPSHOTTER).mounts(cont.snapshot_key)
     log = cio.log_path(c.namespace, id)
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -71,9 +71,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def socket_path(address: str, namespace: str, id: str) -> str:
+def socket_path(address: str, namespace: str, id: str, base: str | None = None) -> str:
     """Where the shim for (containerd address, namespace, container) listens."""
-    base = os.environ.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
+    base = base or os.environ.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
     key = os.path.join(address, namespace, id)
     return os.path.join(base, hashlib.sha256(key.encode()).hexdigest())
 
@@ -160,6 +160,38 @@ def _start_from_template(
         print(f"seacan shim: template {path}: {e}; spawning", file=sys.stderr)
         return False
     return True
+
+
+def start_in_process(
+    namespace: str, address: str, publish_binary: str, id: str, bundle: str, env: dict[str, str]
+) -> str | None:
+    """``start`` done by the caller (seacan's tasks service), saving a process: the address
+    of a shim forked by the template that ``env`` names, or None (no template answered: the
+    caller runs ``start``). Blocking."""
+    template_path = env.get(TEMPLATE_ENV, "")
+    if not template_path or not os.path.exists(template_path):
+        return None
+    from seacan.shims import template
+
+    path = socket_path(address, namespace, id, env.get(SOCKET_DIR_ENV))
+    if _serving(path):
+        return "unix://" + path
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
+    argv = ["-namespace", namespace, "-id", id, "-address", address]
+    argv += ["-publish-binary", publish_binary]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(path)
+        sock.listen(128)
+        Path(bundle, "address").write_text("unix://" + path)
+        try:
+            template.request(template_path, sock.fileno(), argv, namespace, id, env=env, cwd=bundle)
+        except (OSError, ValueError, KeyError, template.TemplateError):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return None
+    return "unix://" + path
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,11 +41,13 @@ from collections.abc import Sequence
 from typing import Any
 
 # No collections while the shared heap is built: a collection frees objects
-# and leaves holes in pages the shims would then fill (and so copy).
-gc.disable()
+# and leaves holes in pages the shims would then fill (and so copy). Only in
+# the template itself: the tasks service imports this module for request().
+if __name__ == "__main__":
+    gc.disable()
 
-from seacan import log  # noqa: E402
-from seacan.shims import main as shim_main  # noqa: E402
+from seacan import log
+from seacan.shims import main as shim_main
 
 TEMPLATE_ENV = "SEACAN_SHIM_TEMPLATE"
 PR_SET_PDEATHSIG = 1
@@ -99,8 +101,13 @@ def request(
     namespace: str,
     id: str,
     timeout: float = REQUEST_TIMEOUT,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
 ) -> int:
     """Have the template at ``path`` fork a serving shim on ``listener``; its pid once it serves.
+
+    The shim gets ``env`` and ``cwd`` (default: this process's).
 
     Raises :class:`TemplateError` (or ``OSError``) when no shim was started;
     a shim that was forked but failed before serving is killed first.
@@ -113,8 +120,8 @@ def request(
             conn.connect(path)
             header = {
                 "argv": list(argv),
-                "env": dict(os.environ),
-                "cwd": os.getcwd(),
+                "env": dict(os.environ) if env is None else env,
+                "cwd": os.getcwd() if cwd is None else cwd,
                 "namespace": namespace,
                 "id": id,
             }

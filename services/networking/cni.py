@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +186,7 @@ class CNI:
         if rt.args:
             env["CNI_ARGS"] = ";".join(f"{k}={v}" for k, v in rt.args)
         what = f"CNI plugin {ptype} {command} on {conflist['name']} for {rt.container_id}"
+        t0 = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             str(binary),
             env=env,
@@ -201,7 +203,8 @@ class CNI:
             if isinstance(e, TimeoutError):
                 raise errors.DeadlineExceeded(f"{what}: no answer within {TIMEOUT:g}s") from None
             raise
-        _log.debug("cni.exec", plugin=ptype, command=command, rc=proc.returncode)
+        _log.debug("cni.exec", plugin=ptype, command=command, rc=proc.returncode,
+                   ms=round((time.monotonic() - t0) * 1000, 1))  # fmt: skip
         if proc.returncode != 0:
             raise _plugin_error(what, out, err)
         if command != "ADD":

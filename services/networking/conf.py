@@ -104,16 +104,17 @@ def conflist(net: Network, ipam_dir: str) -> dict[str, Any]:
     }
     plugins: list[dict[str, Any]]
     if net.driver == "bridge":
+        # Masquerade and published ports are seacan's own rules (iptables.py), made once
+        # per network and in one iptables-restore per container, not the plugins' execs.
         plugins = [
             {
                 "type": "bridge",
                 "bridge": net.bridge,
                 "isGateway": not net.internal,
-                "ipMasq": not net.internal,
+                "ipMasq": False,
                 "hairpinMode": True,
                 "ipam": ipam,
             },
-            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
         ]
     elif net.driver in ("macvlan", "ipvlan"):
         parent = net.options.get("parent", "")

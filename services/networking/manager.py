@@ -67,6 +67,8 @@ class NetworkManager:
         self.db = db
         self.task_state = task_state
         self.scope_key = str(cfg.root)
+        # Tags this daemon's DNAT rules (another daemon on the host has its own).
+        self.rule_prefix = "seacan-" + hashlib.sha256(self.scope_key.encode()).hexdigest()[:8] + "-"
         self.netns_dir = cfg.state / "netns"
         self.files_dir = cfg.state / "networking" / "containers"
         self.ipam_dir = cfg.service_root("networking") / "ipam"
@@ -130,7 +132,7 @@ class NetworkManager:
         try:
             self._write_conflist(net)
             if net.bridge:
-                await iptables.add_network(net.bridge, net.internal)
+                await iptables.add_network(net.bridge, net.subnet, net.internal)
         except BaseException:
             await self._remove_network_resources(net)
             self.db.remove_network(net.name)
@@ -271,12 +273,16 @@ class NetworkManager:
         spec = replace(spec, ports=ports)
         netns = self._netns(ns, spec.container_id)
         self.db.put_sandbox(ns, spec.container_id, str(netns), spec)
+        t0 = time.monotonic()
+        timing: dict[str, float] = {}
         try:
             self._write_files(ns, spec, [])
             await asyncio.to_thread(netlink.create_netns, netns)
+            timing["netns_ms"] = _ms(t0)
             for i, (ref, net) in enumerate(zip(spec.networks, nets, strict=True)):
                 await self._add_endpoint(ns, spec.container_id, net, ref, f"eth{i}",
                                          ports if i == 0 else ())  # fmt: skip
+                timing[f"eth{i}_ms"] = _ms(t0)
             self.db.set_sandbox(ns, spec.container_id, attached=True)
         except BaseException:
             with contextlib.suppress(errors.SeacanError, OSError):
@@ -285,6 +291,8 @@ class NetworkManager:
         self._refresh_hosts(ns, [n.name for n in nets])
         sb = self.db.sandbox(ns, spec.container_id)
         assert sb is not None
+        _log.debug("container.attach_timing", container=spec.container_id, total_ms=_ms(t0),
+                   **timing)  # fmt: skip
         _log.info("container.attached", namespace=ns, container=spec.container_id,
                   networks=[n.name for n in nets])  # fmt: skip
         return self._attachment(ns, sb)
@@ -301,7 +309,17 @@ class NetworkManager:
         ip, mac = conf.result_endpoint(result, ifname)
         ep = replace(ep, ip=ip, mac=mac)
         self.db.endpoint_up(ep)
+        rules = _dnat_ports(ep)
+        if rules and net.bridge:
+            t0 = time.monotonic()
+            netlink.route_localnet(net.bridge)
+            await iptables.add_ports(rules, self._rule_tag(ns, container))
+            _log.debug("ports.published", container=container, rules=len(rules), ms=_ms(t0))
         return ep
+
+    def _rule_tag(self, ns: str, container: str) -> str:
+        """The comment on a container's DNAT rules: this daemon's prefix, then the container."""
+        return self.rule_prefix + hashlib.sha256(f"{ns}/{container}".encode()).hexdigest()[:12]
 
     def _claim_ports(
         self, ns: str, container: str, ports: Sequence[PortMapping]
@@ -389,6 +407,7 @@ class NetworkManager:
     async def _remove_endpoint(self, ns: str, container: str, ep: Endpoint) -> None:
         net = self.db.network(ep.network)
         conflist = self._conflist(net) if net is not None else None
+        await iptables.remove_ports(_dnat_ports(ep), self._rule_tag(ns, container))
         await self.cni.delete(
             conflist, self._runtime(ns, container, ep.ifname, ep.ports), ep.network
         )
@@ -501,6 +520,11 @@ class NetworkManager:
             rt = Runtime(cid, str(entry.get("netns", "")), str(entry.get("ifName", "")))
             with contextlib.suppress(errors.SeacanError):
                 await self.cni.delete(None, rt, str(entry.get("networkName", "")))
+        tags = {self._rule_tag(s.namespace, s.container) for s in self.db.sandboxes()}
+        try:
+            await iptables.remove_tagged(lambda t: t.startswith(self.rule_prefix) and t not in tags)
+        except errors.SeacanError as e:
+            _log.warning("orphan_rules.failed", error=str(e))
         if self.netns_dir.is_dir():
             for p in self.netns_dir.iterdir():
                 if p.name not in known:
@@ -519,7 +543,7 @@ class NetworkManager:
             for net in self.db.networks():
                 self._write_conflist(net)
                 if net.bridge:
-                    await iptables.add_network(net.bridge, net.internal)
+                    await iptables.add_network(net.bridge, net.subnet, net.internal)
 
     async def shutdown(self) -> None:
         """Remove the bridges (and their rules) of networks nobody uses; they come back on use."""
@@ -609,6 +633,23 @@ def _load_cni_dir(d: Path) -> dict[str, Any]:
             raise errors.InvalidArgument(f"CNI config {f}: needs a name and plugins")
         return dict(data)
     raise errors.NotFound(f"no CNI network configuration in {d}")
+
+
+def _ms(since: float) -> float:
+    return round((time.monotonic() - since) * 1000, 1)
+
+
+def _dnat_ports(ep: Endpoint) -> list[iptables.Port]:
+    """The DNAT rules of an endpoint's published ports (IPv4: the networks' family)."""
+    ip = ep.ip.split("/")[0]
+    if not ip or ":" in ip:
+        return []
+    return [
+        iptables.Port(p.protocol, "" if p.host_ip == "0.0.0.0" else p.host_ip, p.host_port, ip,
+                      p.container_port)
+        for p in ep.ports
+        if ":" not in p.host_ip
+    ]  # fmt: skip
 
 
 def _bind_test(p: PortMapping) -> int:

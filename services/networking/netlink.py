@@ -113,3 +113,12 @@ def host_addresses() -> list[str]:
     """The host's IPv4 addresses."""
     with IPRoute() as ipr:
         return [str(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr(family=2)]
+
+
+def route_localnet(ifname: str) -> None:
+    """Let ``ifname`` route 127.0.0.0/8 (published ports answer on the host's loopback)."""
+    path = Path("/proc/sys/net/ipv4/conf") / ifname / "route_localnet"
+    try:
+        path.write_text("1\n")
+    except OSError as e:
+        raise errors.Internal(f"set route_localnet on {ifname}: {e.strerror}") from None

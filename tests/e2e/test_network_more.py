@@ -172,8 +172,12 @@ class T:
                 left.append(f"link {name} (or a link on it)")
         rules = "".join(sh("iptables-save", "-t", t) for t in ("filter", "nat"))
         left += [f"iptables rule naming {b}" for b in self.bridges | self.links if b in rules]
+        # A network's own rules (masquerade) name its bridge; any other rule for its
+        # subnet (a container's published port) is a leftover.
+        names = self.bridges | self.links
+        lines = [x for x in rules.splitlines() if not any(b and b in x for b in names)]
         for sn in self.subnets:
-            if sn.rsplit(".", 1)[0] + "." in rules:
+            if any(sn.rsplit(".", 1)[0] + "." in x for x in lines):
                 left.append(f"iptables rule for {sn}")
         netns = self.d.state / "netns"
         if netns.exists() and any(netns.iterdir()):

@@ -83,16 +83,17 @@ def test_bridge_conflist() -> None:
     net = Network("front", subnet="10.4.0.0/24", gateway="10.4.0.1", bridge="sc-abc")
     cl = conf.conflist(net, "/var/lib/seacan/networking/ipam")
     assert cl["name"] == "front" and cl["cniVersion"] == "1.0.0"
-    bridge, portmap = cl["plugins"]
+    # only the bridge plugin: masquerade and published ports are seacan's own rules
+    [bridge] = cl["plugins"]
     assert bridge["type"] == "bridge" and bridge["bridge"] == "sc-abc"
-    assert bridge["isGateway"] and bridge["ipMasq"]
+    assert bridge["isGateway"] and not bridge["ipMasq"] and bridge["hairpinMode"]
     assert bridge["ipam"]["ranges"] == [[{"subnet": "10.4.0.0/24", "gateway": "10.4.0.1"}]]
     assert bridge["ipam"]["dataDir"] == "/var/lib/seacan/networking/ipam"
-    assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
     internal = conf.conflist(
         Network("i", subnet="10.5.0.0/24", gateway="10.5.0.1", bridge="sc-d", internal=True), "/x"
     )
-    assert not internal["plugins"][0]["ipMasq"] and internal["plugins"][0]["ipam"]["routes"] == []
+    [ibridge] = internal["plugins"]
+    assert not ibridge["isGateway"] and not ibridge["ipMasq"] and ibridge["ipam"]["routes"] == []
 
 
 def test_macvlan_conflist() -> None:
@@ -141,3 +142,28 @@ def test_isolation_rules_name_the_bridge() -> None:
     for internal in (False, True):
         for _chain, rule in iptables.rules("sc-abc", internal):
             assert "sc-abc" in rule
+
+
+def test_nat_rules_are_per_network_and_name_the_bridge() -> None:
+    rules = iptables.nat_rules("sc-abc", "10.4.0.0/24", internal=False)
+    assert all("sc-abc" in rule and chain == iptables.POSTROUTING for chain, rule in rules)
+    assert ["-s", "10.4.0.0/24", "!", "-o", "sc-abc", "-j", "MASQUERADE"] in [r for _, r in rules]
+    assert ["-s", "127.0.0.0/8", "-o", "sc-abc", "-j", "MASQUERADE"] in [r for _, r in rules]
+    assert iptables.nat_rules("sc-abc", "10.4.0.0/24", internal=True) == []
+
+
+def test_published_ports_are_one_restore() -> None:
+    ports = [
+        iptables.Port("tcp", "127.0.0.1", 8080, "10.4.0.2", 80),
+        iptables.Port("udp", "", 5353, "10.4.0.2", 53),
+    ]
+    text = iptables.restore_text("-A", ports, "seacan-d-c")
+    assert text == (
+        "*nat\n"
+        "-A SEACAN-DNAT -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -m comment --comment "
+        "seacan-d-c -j DNAT --to-destination 10.4.0.2:80\n"
+        "-A SEACAN-DNAT -p udp -m udp --dport 5353 -m comment --comment seacan-d-c "
+        "-j DNAT --to-destination 10.4.0.2:53\n"
+        "COMMIT\n"
+    )
+    assert iptables.restore_text("-D", ports, "seacan-d-c").count("-D SEACAN-DNAT") == 2

@@ -137,6 +137,9 @@ def ns(request: pytest.FixtureRequest) -> Iterator[str]:
     with contextlib.suppress(OSError):
         (dm.RUNC_SHIM_ROOT / name).rmdir()
     busy = dm.remove_cgroups(name)
+    # A test may use a second namespace named after its own (``<ns>-b``, say).
+    for extra in dm.cgroup_namespaces_with_prefix(name[:50].rstrip("-_.") + "-"):
+        busy += dm.remove_cgroups(extra)
     assert not busy, f"cgroups still in use after the test: {busy}"
 
 

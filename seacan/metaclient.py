@@ -6,13 +6,18 @@
   object becomes visible, so the garbage collector never sees it unprotected.
 - ``seacan prune`` calls :meth:`MetaClient.collect_garbage`.
 
-Lease calls run in the current request scope's namespace.
+Lease calls run in the current request scope's namespace. While the metadata
+service is being restarted, these calls wait for it (up to ``RESTART_GRACE``)
+rather than failing the request that needed them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from typing import Protocol
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 import grpc.aio
 
@@ -22,6 +27,8 @@ from seacan.gc import Removed
 from seacan.leases import Resource
 from seacan.leases.proxy import RemoteLeases
 from seacan.namespaces.proxy import RemoteNamespaces
+
+T = TypeVar("T")
 
 
 class Hooks(Protocol):
@@ -46,6 +53,23 @@ class NoHooks:
         return None
 
 
+# The metadata service restarts within a second or two (seacand restarts it);
+# calls made meanwhile wait for it this long instead of failing the caller's request.
+RESTART_GRACE = 10.0
+
+
+async def _while_restarting(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, retried while the metadata service is unreachable (being restarted)."""
+    deadline = time.monotonic() + RESTART_GRACE
+    while True:
+        try:
+            return await call()
+        except errors.Unavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 class MetaClient:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.namespaces = RemoteNamespaces(channel)
@@ -58,7 +82,7 @@ class MetaClient:
         if namespace in self._known:
             return
         with contextlib.suppress(errors.AlreadyExists):
-            await self.namespaces.create(namespace)
+            await _while_restarting(lambda: self.namespaces.create(namespace))
         self._known.add(namespace)
 
     def forget_namespace(self, namespace: str, /) -> None:
@@ -69,7 +93,8 @@ class MetaClient:
         self, lease_id: str, resource_id: str, resource_type: str, /
     ) -> None:
         """Attach a resource to a lease; NotFound if the lease does not exist."""
-        await self.leases.add_resource(lease_id, Resource(id=resource_id, type=resource_type))
+        resource = Resource(id=resource_id, type=resource_type)
+        await _while_restarting(lambda: self.leases.add_resource(lease_id, resource))
 
     async def collect_garbage(self, dry_run: bool = False) -> list[Removed]:
         """Run a collection now; what it removed (or would remove, on a dry run).

@@ -14,9 +14,9 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from seacan import oci
 
@@ -185,3 +185,21 @@ class Progress:
 
     def finish(self) -> None:
         self._clear()
+
+
+_T = TypeVar("_T")
+
+
+async def each(items: Iterable[_T], act: Callable[[_T], Awaitable[None]]) -> int:
+    """``act`` on every item, as docker's ``rm a b c``: a failure is printed as
+    ``seacan: <message>`` and the rest still run; 1 if any failed, else 0."""
+    from seacan import errors
+
+    code = 0
+    for item in items:
+        try:
+            await act(item)
+        except errors.SeacanError as e:
+            print(f"seacan: {e}", file=sys.stderr)
+            code = 1
+    return code

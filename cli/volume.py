@@ -65,28 +65,22 @@ async def ls(c: Client, a: argparse.Namespace) -> int:
 
 
 async def inspect(c: Client, a: argparse.Namespace) -> int:
-    out, code = [], 0
-    for name in a.names:
-        try:
-            out.append(inspect_json(await c.volumes.get(name)))
-        except errors.SeacanError as e:
-            print(f"seacan: {e}", file=sys.stderr)
-            code = 1
+    out: list[dict[str, Any]] = []
+
+    async def one(name: str) -> None:
+        out.append(inspect_json(await c.volumes.get(name)))
+
+    code = await output.each(a.names, one)
     write(output.to_json(out))
     return code
 
 
 async def rm(c: Client, a: argparse.Namespace) -> int:
-    code = 0
-    for name in a.names:
-        try:
-            await c.volumes.remove(name, force=a.force)
-        except errors.SeacanError as e:
-            print(f"seacan: {e}", file=sys.stderr)
-            code = 1
-            continue
+    async def one(name: str) -> None:
+        await c.volumes.remove(name, force=a.force)
         write(name + "\n")
-    return code
+
+    return await output.each(a.names, one)
 
 
 async def prune(c: Client, a: argparse.Namespace) -> int:

@@ -1,13 +1,9 @@
 """seacan containers: create, ls, info, rm (ctr's grammar), and the helpers ``run`` shares.
 
-Making a container from an image, as ``ctr run`` does::
-
-    image -> unpack (under a lease) -> Snapshots.Prepare(key=ID, parent=top chain ID)
-          -> mount it for a moment to read /etc/passwd and /etc/group -> build_spec
-          -> Containers.Create(runtime, spec Any, snapshotter overlayfs, snapshot_key=ID)
-
-The container record holds the snapshot from then on (containers are GC
-roots); on any failure the snapshot is removed again.
+``containers create`` makes a container from an image through
+:func:`seacan.engine.run.create` (as ``seacan run --network none`` without
+starting it): the rootfs is a snapshot the container record holds from then
+on (containers are GC roots).
 """
 
 from __future__ import annotations
@@ -15,25 +11,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import secrets
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from seacan import cio, errors, scope
+from seacan import cio, errors
 from seacan.cli import output
 from seacan.cli.commands import Subparsers, add_format, add_quiet, noun, verb, write
 from seacan.client import DEFAULT_SNAPSHOTTER, Client
-from seacan.containers import SPEC_TYPE_URL, AnyValue, Container, Runtime
-from seacan.runtime.spec import ContainerOptions
-from seacan.tasks import DEFAULT_RUNTIME, LABEL_STOP_SIGNAL, Process, Status
-
-DEFAULT_STOP_SIGNAL = "SIGTERM"
-
-
-def random_id() -> str:
-    """A fresh container ID: 12 hex digits, as docker shows them."""
-    return secrets.token_hex(6)
+from seacan.containers import SPEC_TYPE_URL, Container
+from seacan.tasks import DEFAULT_RUNTIME, Process, Status
 
 
 def spec_of(c: Container) -> dict[str, Any]:
@@ -45,63 +32,6 @@ def spec_of(c: Container) -> dict[str, Any]:
     except ValueError:
         return {}
     return spec if isinstance(spec, dict) else {}
-
-
-async def create_container(
-    c: Client,
-    id: str,
-    image_ref: str,
-    opts: ContainerOptions | Callable[[], Awaitable[ContainerOptions]],
-    *,
-    runtime: str = DEFAULT_RUNTIME,
-    labels: dict[str, str] | None = None,
-) -> Container:
-    """A container (and its snapshot) for ``image_ref``, ready for a task.
-
-    ``opts`` may be still on its way (``seacan run`` attaching networks and
-    volumes meanwhile): then it is a function, called and awaited once the
-    rootfs is prepared and mounted.
-    """
-    from seacan import mount
-    from seacan.images import unpack as unpacker
-    from seacan.images.archive import normalize_reference
-    from seacan.runtime.spec import build_spec
-
-    scope.validate_identifier(id, "container ID")
-    ref = normalize_reference(image_ref)
-    try:
-        img = await c.images.get(ref)
-    except errors.NotFound:
-        raise errors.NotFound(f"image {ref!r} not found (import it first)") from None
-    with contextlib.suppress(errors.NotFound):
-        await c.containers.get(id)
-        raise errors.AlreadyExists(f"container {id!r} already exists")
-    async with c.lease():
-        unpacked = await unpacker.unpack(c.content, c.snapshots, c.diff, img.target)
-        mounts = await c.snapshots.prepare(id, unpacked.chain_id)
-        try:
-            config = unpacked.parts.config.config
-            async with mount.with_temp_mount(mounts) as rootfs:
-                if not isinstance(opts, ContainerOptions):
-                    opts = await opts()
-                spec = build_spec(opts, config, rootfs, cgroups_path=f"/{c.namespace}/{id}")
-            all_labels = {LABEL_STOP_SIGNAL: str(config.get("StopSignal") or DEFAULT_STOP_SIGNAL)}
-            all_labels.update(labels or {})
-            return await c.containers.create(
-                Container(
-                    id=id,
-                    labels=all_labels,
-                    image=ref,
-                    runtime=Runtime(runtime),
-                    spec=AnyValue(SPEC_TYPE_URL, json.dumps(spec).encode()),
-                    snapshotter=DEFAULT_SNAPSHOTTER,
-                    snapshot_key=id,
-                )
-            )
-        except BaseException:
-            with contextlib.suppress(errors.SeacanError):
-                await c.snapshots.remove(id)
-            raise
 
 
 async def task_of(c: Client, id: str) -> Process | None:
@@ -162,8 +92,15 @@ def info_json(cont: Container, task: Process | None = None) -> dict[str, Any]:
 
 
 async def containers_create(c: Client, a: argparse.Namespace) -> int:
-    opts = ContainerOptions(args=tuple(a.command), terminal=a.tty, env=tuple(a.env))
-    await create_container(c, a.id, a.image, opts, runtime=a.runtime)
+    from seacan.engine import RunSpec
+    from seacan.engine import run as engine
+
+    spec = RunSpec(
+        a.image, a.id, args=tuple(a.command), env=tuple(a.env), tty=a.tty, runtime=a.runtime,
+        networks=("none",),
+    )  # fmt: skip
+    created = await engine.create(c, spec)
+    await created.settle()
     return 0
 
 

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
-from seacan import config, errors
+from seacan import address, errors
 
 DEFAULT_NAMESPACE = "default"
 
@@ -33,6 +33,7 @@ _TRANSPORT = (
 )
 
 Handler = Callable[[Any, argparse.Namespace], Awaitable[int]]
+FastHandler = Callable[[argparse.Namespace], "int | None"]
 
 
 class UsageError(Exception):
@@ -107,7 +108,7 @@ def _add_globals(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-a",
         "--address",
-        default=config.env_address(),
+        default=address.from_env(),
         help="seacand's socket (env SEACAN_ADDRESS, default %(default)s)",
     )
     p.add_argument(
@@ -192,6 +193,20 @@ async def run(args: argparse.Namespace) -> int:
         await client.close()
 
 
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command: its fast path if it has one that takes these arguments
+    (``fast(args) -> int | None``: synchronous, no asyncio and no grpcio import),
+    else its asyncio handler with a client."""
+    fast: FastHandler | None = getattr(args, "fast", None)
+    if fast is not None:
+        code = fast(args)
+        if code is not None:
+            return code
+    import asyncio
+
+    return asyncio.run(run(args))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = parser_for(argv)
@@ -203,19 +218,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.noun is None:
         parser.print_help()
         raise SystemExit(0)
-    if getattr(args, "func", None) is None:
+    if getattr(args, "func", None) is None and getattr(args, "fast", None) is None:
         sub: argparse.ArgumentParser = args.noun_parser
         print(
             f"seacan: {args.noun}: a command is required (see '{sub.prog} --help')", file=sys.stderr
         )
         raise SystemExit(1)
-    import asyncio
-
     from seacan import log
 
     log.configure("debug" if args.debug else "error", json=False, lazy=True)
     try:
-        code = asyncio.run(run(args))
+        code = _dispatch(args)
     except KeyboardInterrupt:
         print("seacan: interrupted", file=sys.stderr)
         raise SystemExit(130) from None

@@ -1,62 +1,61 @@
 """docker-style shortcuts: run, ps, logs, exec, start, stop, kill, rm, wait, pause, unpause,
 inspect, events.
 
-``seacan run`` is ``ctr run`` with docker's flags: the container is made from
-the image (:func:`seacan.cli.containers.create_container`), the task runs
-attached to our stdio (or, with ``-d``, to its log file), and the command
-exits with the container's exit status. Without ``--rm`` the stopped task is
-deleted (as ctr) and the exit status kept on the container as the label
-``seacan/exit-status``, so ``ps -a`` shows ``Exited (N)``.
+``seacan run`` is ``ctr run`` with docker's flags, orchestrated by
+:mod:`seacan.engine.run` (image, rootfs, volumes, networks, container, task).
+``run -d`` is one request to the engine service (:func:`run_fast`: no asyncio,
+no grpcio); attached, the engine makes the container here and the task runs
+attached to our stdio, and the command exits with the container's exit
+status. Without ``--rm`` the stopped task is deleted (as ctr) and the exit
+status kept on the container as the label ``seacan/exit-status``, so ``ps -a``
+shows ``Exited (N)``.
 
-``run`` also records the detached log format as the label ``seacan/log-format``:
-``cri`` with seacan's runtime (its shim writes timestamped CRI records, so
-``logs --timestamps`` works), ``raw`` otherwise (runc's shim writes raw output).
+The engine also records the detached log format as the label
+``seacan/log-format``: ``cri`` with seacan's runtime (its shim writes
+timestamped CRI records, so ``logs --timestamps`` works), ``raw`` otherwise
+(runc's shim writes raw output).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
-import re
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from seacan import cio, errors, logformat
-from seacan.cli import containers as cc
-from seacan.cli import output, runnet, runvolumes
-from seacan.cli import tasks as ct
-from seacan.cli.commands import Subparsers, write
-from seacan.client import Client
-from seacan.containers import Container
-from seacan.events import Envelope
-from seacan.runtime.spec import ContainerOptions
-from seacan.tasks import DEFAULT_RUNTIME, Process, Status
+from seacan import errors, pbwire
+from seacan.cli import runnet, runvolumes
 
+# Everything else is imported where it is used: this module is loaded for the
+# parser of every docker-style command, and ``run -d``'s fast path (run_fast)
+# must not pay for asyncio, grpcio or the proxies.
 if TYPE_CHECKING:
-    from seacan.tasks import stats
+    from seacan import logformat
+    from seacan.cli.commands import Subparsers
+    from seacan.client import Client
+    from seacan.containers import Container
+    from seacan.engine import RunSpec
+    from seacan.engine.run import Created
+    from seacan.events import Envelope
+    from seacan.runtime.spec import ContainerOptions
+    from seacan.tasks import Process, stats
 
 LABEL_EXIT_STATUS = "seacan/exit-status"
 STOP_TIMEOUT = 10
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-def parse_memory(text: str) -> int:
-    """docker's RAMInBytes: ``64m``, ``1g``, ``512k``, ``1048576``, ``1.5GB``."""
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?", text.strip().lower())
-    if m is None:
-        raise errors.InvalidArgument(f"invalid memory size {text!r}: want e.g. 64m, 1g")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+def write(text: str) -> None:
+    from seacan.cli.commands import write as write_
+
+    write_(text)
 
 
 def parse_env(items: Sequence[str]) -> tuple[str, ...]:
     """``-e K=V`` (``-e K`` alone is docker's "take K from my environment")."""
-    import os
-
     out = []
     for item in items:
         key, eq, _ = item.partition("=")
@@ -69,103 +68,122 @@ def parse_env(items: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def run_options(a: argparse.Namespace) -> ContainerOptions:
-    """The ContainerOptions ``seacan run``'s flags describe."""
+def run_spec(a: argparse.Namespace) -> RunSpec:
+    """The RunSpec ``seacan run``'s flags describe (checked by the engine, not here)."""
+    from seacan.engine import LOG_DIR_ENV, RunSpec
+
+    env = parse_env(a.env)
+    if a.rm and a.detach:
+        raise errors.InvalidArgument("--rm and -d cannot be combined (yet)")
     entrypoint: tuple[str, ...] | None = None
     if a.entrypoint is not None:
         entrypoint = (a.entrypoint,) if a.entrypoint else ()
-    return ContainerOptions(
-        args=tuple(a.command),
-        entrypoint=entrypoint,
-        env=parse_env(a.env),
-        cwd=a.workdir or None,
-        user=a.user or None,
-        hostname=a.hostname or None,
-        terminal=a.tty,
-        read_only_rootfs=a.read_only,
-        privileged=a.privileged,
-        cap_add=tuple(a.cap_add),
-        cap_drop=tuple(a.cap_drop),
-        memory_bytes=parse_memory(a.memory) if a.memory else None,
-        cpus=a.cpus,
-        pids_limit=a.pids_limit,
-        network_mode=runnet.mode(a),
-    )
+    return RunSpec(
+        image=a.image, id=a.name, args=tuple(a.command), entrypoint=entrypoint, env=env,
+        workdir=a.workdir, user=a.user, hostname=a.hostname, tty=a.tty,
+        interactive=a.interactive, read_only=a.read_only, privileged=a.privileged,
+        cap_add=tuple(a.cap_add), cap_drop=tuple(a.cap_drop), memory=a.memory, cpus=a.cpus,
+        pids_limit=a.pids_limit, runtime=a.runtime, networks=tuple(a.network),
+        publish=tuple(a.publish), publish_all=a.publish_all, dns=tuple(a.dns),
+        dns_search=tuple(a.dns_search), dns_options=tuple(a.dns_option),
+        add_hosts=tuple(a.add_host), network_aliases=tuple(a.network_alias),
+        volumes=tuple(a.volume), mounts=tuple(a.mount), tmpfs=tuple(a.tmpfs),
+        log_dir=os.environ.get(LOG_DIR_ENV, ""),
+    )  # fmt: skip
 
 
-async def _attach(
-    c: Client, id: str, a: argparse.Namespace, opts: ContainerOptions
-) -> tuple[runvolumes.Attached, ContainerOptions]:
-    """Volumes and networks, acquired concurrently, both awaited (so a failure of one
-    never leaves the other half-done), undone on failure."""
-    got_vols, got_net = await asyncio.gather(
-        runvolumes.attach(c, id, a.image, a.volume, a.mount, a.tmpfs),
-        runnet.attach(c, id, a, opts),
-        return_exceptions=True,
-    )
-    if isinstance(got_vols, BaseException) or isinstance(got_net, BaseException):
-        if not isinstance(got_vols, BaseException):
-            with contextlib.suppress(errors.SeacanError):
-                await got_vols.release(c)
-        if not isinstance(got_net, BaseException):
-            await runnet.detach(c, id)
-        if isinstance(got_vols, BaseException):
-            raise got_vols
-        if isinstance(got_net, BaseException):
-            raise got_net
-    return got_vols, got_net
+def run_options(a: argparse.Namespace) -> ContainerOptions:
+    """The ContainerOptions ``seacan run``'s flags describe (before networks and volumes)."""
+    from seacan.engine import plan
+
+    return plan.plan(run_spec(a)).options
+
+
+def _warn(warnings: Sequence[str]) -> None:
+    for w in warnings:
+        print(f"seacan: {w}", file=sys.stderr)
+
+
+def run_fast(a: argparse.Namespace) -> int | None:
+    """``run -d`` in one request to the engine service, without asyncio or grpcio
+    (None: not detached, or no grpcio-free client here; the async handler runs)."""
+    if not a.detach:
+        return None
+    from seacan import h2grpc, scope
+    from seacan.engine import wire
+
+    req = wire.encode_spec(run_spec(a))
+    ns = scope.validate_identifier(a.namespace, "namespace")
+    with h2grpc.Channel(a.address, metadata=[(scope.NAMESPACE_HEADER, ns)]) as ch:
+        try:
+            started = wire.decode_started(ch.unary(wire.RUN, req))
+        except pbwire.Malformed as e:
+            raise errors.Internal(f"run: a malformed answer from seacand: {e}") from None
+    _warn(started.warnings)
+    sys.stdout.write(started.id + "\n")
+    return 0
+
+
+async def _remove(c: Client, created: Created) -> None:
+    """``run --rm`` after the exit: the container, its volume references and endpoints go."""
+    import asyncio
+
+    from seacan.cli import containers as cc
+
+    async def container() -> None:
+        await cc.remove_container(c, created.id, force=True)
+        if created.made.volumes:
+            await c.volumes.release(created.id, remove_anonymous=True)
+
+    async def networks() -> None:  # the task has exited: its network goes meanwhile
+        if created.made.networks:
+            await runnet.detach(c, created.id)
+
+    removed, _ = await asyncio.gather(container(), networks(), return_exceptions=True)
+    if isinstance(removed, BaseException):
+        raise removed
 
 
 async def run(c: Client, a: argparse.Namespace) -> int:
-    opts = run_options(a)
-    id = a.name or cc.random_id()
-    if a.rm and a.detach:
-        raise errors.InvalidArgument("--rm and -d cannot be combined (yet)")
-    labels = {ct.LABEL_LOG_FORMAT: ct.log_format_for(a.runtime)}
-    # The rootfs is prepared while volumes and networks are attached; the spec
-    # is built once both are there.
-    attached = asyncio.ensure_future(_attach(c, id, a, opts))
+    from seacan import cio
+    from seacan.cli import containers as cc
+    from seacan.cli import tasks as ct
+    from seacan.containers import Container
+    from seacan.engine import run as engine
+    from seacan.tasks import CreateOptions
 
-    async def options() -> ContainerOptions:
-        got_vols, got_opts = await asyncio.shield(attached)
-        return got_vols.apply(got_opts)
+    spec = run_spec(a)
+    if a.detach:
+        started = await engine.run_detached(c, spec)
+        _warn(started.warnings)
+        write(started.id + "\n")
+        return 0
+    created = await engine.create(c, spec)
+    _warn(created.warnings)
+    id = created.id
+
+    async def create(f: cio.FifoSet) -> None:
+        await created.create_task(  # the task starts once its networks are connected
+            c.tasks.create(
+                CreateOptions(id, created.rootfs, stdin=f.stdin, stdout=f.stdout,
+                              stderr=f.stderr, terminal=a.tty)
+            )
+        )  # fmt: skip
 
     try:
-        cont = await cc.create_container(c, id, a.image, options, runtime=a.runtime, labels=labels)
-    except BaseException:
         try:
-            vols, _ = await attached
-        except BaseException:  # _attach undid itself; the first error is raised below
-            pass
-        else:
-            with contextlib.suppress(errors.SeacanError):
-                await vols.release(c)
-            await runnet.detach(c, id)
-        raise
-    vols = attached.result()[0]
-    try:
-        if a.detach:
-            await ct.start_detached(c, id, cont)
-            write(id + "\n")
-            return 0
-        result = await ct.create_task_attached(c, id, interactive=a.interactive, terminal=a.tty)
+            result = await ct.run_attached(
+                c, id, interactive=a.interactive, terminal=a.tty, create=create
+            )
+        finally:
+            await created.settle()
     except BaseException:
         with contextlib.suppress(errors.SeacanError):
             await cc.remove_container(c, id, force=True)
-        with contextlib.suppress(errors.SeacanError):
-            await vols.release(c)
-        await runnet.detach(c, id)
+        await created.undo(c)  # what is left of it
         raise
     if a.rm:
-
-        async def remove() -> None:
-            await cc.remove_container(c, id, force=True)
-            await vols.release(c)
-
-        # The task has exited: its network goes while the container is removed.
-        removed, _ = await asyncio.gather(remove(), runnet.detach(c, id), return_exceptions=True)
-        if isinstance(removed, BaseException):
-            raise removed
+        await _remove(c, created)
     else:
         with contextlib.suppress(errors.SeacanError):
             await c.tasks.delete(id)
@@ -182,6 +200,8 @@ async def run(c: Client, a: argparse.Namespace) -> int:
 
 def status_text(cont: Container, task: Process | None) -> str:
     """docker's STATUS column: ``Up``, ``Paused``, ``Created``, ``Exited (N)``."""
+    from seacan.tasks import Status
+
     if task is None:
         code = cont.labels.get(LABEL_EXIT_STATUS)
         return f"Exited ({code})" if code is not None else "Created"
@@ -195,12 +215,17 @@ def status_text(cont: Container, task: Process | None) -> str:
 
 
 def command_text(cont: Container) -> str:
+    from seacan.cli import containers as cc
+
     args = cc.spec_of(cont).get("process", {}).get("args") or []
     text = " ".join(str(x) for x in args)
     return '"' + (text if len(text) <= 20 else text[:19] + "…") + '"'
 
 
 async def ps(c: Client, a: argparse.Namespace) -> int:
+    from seacan.cli import output
+    from seacan.tasks import Status
+
     items = sorted(
         await c.containers.list(),
         key=lambda x: x.created_at.timestamp() if x.created_at else 0.0,
@@ -240,6 +265,11 @@ async def _sample(c: Client, ids: Sequence[str]) -> dict[str, stats.Usage]:
 
 async def stats_(c: Client, a: argparse.Namespace) -> int:
     """docker stats: CPU over a one-second interval, memory, pids; --no-stream prints once."""
+    import asyncio
+
+    from seacan.cli import output
+    from seacan.tasks import Status
+
     ids = list(a.ids) or [
         t.container_id for t in await c.tasks.list() if t.status == Status.RUNNING
     ]
@@ -289,6 +319,8 @@ class _CriReader:
     def __init__(self, id: str, timestamps: bool) -> None:
         self.id = id
         self.timestamps = timestamps
+        from seacan import logformat
+
         self.decoder = logformat.Decoder()
         self.at_line_start = True
 
@@ -299,6 +331,8 @@ class _CriReader:
             raise errors.Internal(f"log of container {self.id!r} is not in CRI format: {e}") from e
 
     def render(self, records: list[logformat.Record]) -> bytes:
+        from seacan import logformat
+
         out = logformat.render(
             records, timestamps=self.timestamps, at_line_start=self.at_line_start
         )
@@ -308,6 +342,13 @@ class _CriReader:
 
 async def logs(c: Client, a: argparse.Namespace) -> int:
     """docker logs: the log file's text; CRI logs (seacan's shim) also have timestamps."""
+    import asyncio
+
+    from seacan import cio, logformat
+    from seacan.cli import containers as cc
+    from seacan.cli import tasks as ct
+    from seacan.tasks import Status
+
     cont = await c.containers.get(a.id)
     cri = ct.log_format_of(cont.labels) == logformat.FORMAT_CRI
     if a.timestamps and not cri:
@@ -351,6 +392,8 @@ async def logs(c: Client, a: argparse.Namespace) -> int:
 
 
 async def exec_(c: Client, a: argparse.Namespace) -> int:
+    from seacan.cli import tasks as ct
+
     return await ct.exec_attached(
         c, a.id, a.command, interactive=a.interactive, terminal=a.tty,
         env=list(parse_env(a.env)), cwd=a.workdir, user=a.user,
@@ -358,6 +401,10 @@ async def exec_(c: Client, a: argparse.Namespace) -> int:
 
 
 async def start(c: Client, a: argparse.Namespace) -> int:
+    from seacan.cli import containers as cc
+    from seacan.cli import tasks as ct
+    from seacan.tasks import Status
+
     code = 0
     for id in a.ids:
         try:
@@ -379,6 +426,12 @@ async def start(c: Client, a: argparse.Namespace) -> int:
 
 async def stop_one(c: Client, id: str, timeout: float) -> None:
     """The stop signal, ``timeout`` seconds' grace, then SIGKILL; until it exited."""
+    import asyncio
+
+    from seacan.cli import containers as cc
+    from seacan.cli import tasks as ct
+    from seacan.tasks import Status
+
     task = await cc.task_of(c, id)
     if task is None or task.status == Status.STOPPED:
         await c.containers.get(id)
@@ -413,6 +466,8 @@ async def stop(c: Client, a: argparse.Namespace) -> int:
 
 
 async def kill(c: Client, a: argparse.Namespace) -> int:
+    from seacan.cli import tasks as ct
+
     sig = ct.parse_signal(a.signal)
     code = 0
     for id in a.ids:
@@ -427,6 +482,8 @@ async def kill(c: Client, a: argparse.Namespace) -> int:
 
 
 async def rm(c: Client, a: argparse.Namespace) -> int:
+    from seacan.cli import containers as cc
+
     code = await cc.rm_many(c, a.ids, a.force)
     if a.volumes:
         code = max(code, await runvolumes.remove_anonymous(c, a.ids))
@@ -465,6 +522,9 @@ async def unpause(c: Client, a: argparse.Namespace) -> int:
 
 
 async def inspect(c: Client, a: argparse.Namespace) -> int:
+    from seacan.cli import containers as cc
+    from seacan.cli import output
+
     out = []
     for id in a.ids:
         cont = await c.containers.get(id)
@@ -485,6 +545,7 @@ def event_text(env: Envelope) -> str:
     import seacan.api.events.namespace_pb2
     import seacan.api.events.snapshot_pb2
     import seacan.api.events.task_pb2  # noqa: F401
+    from seacan.cli import output
 
     body: Any = "{}"
     try:
@@ -529,7 +590,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cap-add", action="append", default=[], metavar="CAP")
     p.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
     p.add_argument("--privileged", action="store_true")
-    p.add_argument("--runtime", default=DEFAULT_RUNTIME, help="runtime (default %(default)s)")
+    p.add_argument("--runtime", default="", help="runtime (default io.containerd.seacan.v2)")
     runnet.add_flags(p)
     runvolumes.add_flags(p)
     p.add_argument("image", metavar="IMAGE")
@@ -537,7 +598,9 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 def register(subs: Subparsers) -> None:
-    add_run_flags(_cmd(subs, "run", run, "run a command in a new container"))
+    p = _cmd(subs, "run", run, "run a command in a new container")
+    p.set_defaults(fast=run_fast)
+    add_run_flags(p)
     p = _cmd(subs, "ps", ps, "list containers")
     p.add_argument("-a", "--all", action="store_true", help="also stopped containers")
     p.add_argument("-q", "--quiet", action="store_true", help="print only IDs")

@@ -16,17 +16,19 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from seacan import cio, errors, logformat
 from seacan.cli import output
 from seacan.cli.commands import Subparsers, add_format, add_quiet, noun, verb, write
-from seacan.cli.containers import random_id, spec_of
+from seacan.cli.containers import spec_of
 from seacan.client import DEFAULT_SNAPSHOTTER, Client
 from seacan.containers import Container
-from seacan.tasks import DEFAULT_RUNTIME, CreateOptions, ExecOptions, Exit
+from seacan.engine.plan import random_id
+from seacan.engine.run import LABEL_LOG_FORMAT, log_format_for, log_format_of
+from seacan.tasks import CreateOptions, ExecOptions, Exit
 
 DRAIN_TIMEOUT = 5.0  # seconds to wait for the shim to close its FIFO ends after an exit
 
@@ -135,20 +137,6 @@ async def create_task_attached(c: Client, id: str, *, interactive: bool, termina
         )
 
     return await run_attached(c, id, interactive=interactive, terminal=terminal, create=create)
-
-
-LABEL_LOG_FORMAT = "seacan/log-format"
-
-
-def log_format_for(runtime: str) -> str:
-    """The detached log format a runtime writes: CRI records with seacan's shim, else raw."""
-    return logformat.FORMAT_CRI if runtime == DEFAULT_RUNTIME else logformat.FORMAT_RAW
-
-
-def log_format_of(labels: Mapping[str, str]) -> str:
-    """A container's log format (its ``seacan/log-format`` label; raw without one)."""
-    fmt = labels.get(LABEL_LOG_FORMAT, logformat.FORMAT_RAW)
-    return fmt if fmt in logformat.FORMATS else logformat.FORMAT_RAW
 
 
 async def start_detached(c: Client, id: str, cont: Container | None = None) -> int:

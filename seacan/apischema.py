@@ -46,7 +46,7 @@ MAIN_SOCKET_MODULES: tuple[ModuleType, ...] = (
 
 # seacan's own services on the main socket: seacan.services.<name>.v1, generated
 # from proto/seacan/api/services/<name>/v1/<name>.proto.
-SEACAN_SERVICES = ("transfer", "networking", "volumes", "build")
+SEACAN_SERVICES = ("transfer", "networking", "volumes", "build", "engine")
 
 
 def _seacan_modules() -> tuple[ModuleType, ...]:

@@ -6,15 +6,14 @@ can run a daemon in a private directory (see docs/dir.md).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from seacan import errors
+from seacan import address, errors
 
 DEFAULT_ROOT = Path("/var/lib/seacan")
-DEFAULT_STATE = Path("/run/seacan")
+DEFAULT_STATE = Path(address.DEFAULT_STATE)
 DEFAULT_CONFIG = Path("/etc/seacan/config.toml")
 DEFAULT_SNAPSHOTTER = "overlayfs"
 
@@ -28,6 +27,7 @@ SERVICES = (
     "tasks",
     "volumes",
     "networking",
+    "engine",
     "build",
 )
 DEFAULT_CONFIG_DIR = Path("/etc/seacan")
@@ -189,4 +189,4 @@ def _apply_toml(cfg: Config, path: Path) -> Config:
 
 
 def env_address() -> str:
-    return os.environ.get("SEACAN_ADDRESS", str(DEFAULT_STATE / "seacan.sock"))
+    return address.from_env()

@@ -6,7 +6,6 @@ not with this module: a CLI command that logs nothing never pays for it.
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import TYPE_CHECKING, Any, cast
 
@@ -60,19 +59,22 @@ def _apply(level: str, json: bool) -> None:
     )
 
 
+# logging's numeric levels (stable since Python 2), without importing logging.
 _LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-    "exception": logging.ERROR,
-    "critical": logging.CRITICAL,
+    "debug": 10,
+    "info": 20,
+    "warning": 30,
+    "warn": 30,
+    "error": 40,
+    "exception": 40,
+    "critical": 50,
+    "fatal": 50,
+    "notset": 0,
 }
 
 
 def _level(name: str) -> int:
-    return logging.getLevelNamesMapping().get(name.upper(), logging.INFO)
+    return _LEVELS.get(name.lower(), 20)
 
 
 def _drop(*args: Any, **kwargs: Any) -> None:

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -229,11 +230,14 @@ class Tasks:
         runc = cfg.runc(bundle)
         c = Container(id, bundle, runc, mounted=False)
         c.init = p = Process(c, "", paths, None)
+        t0 = time.perf_counter()
+        timing: dict[str, float] = {}
         try:
             if rootfs:
                 c.rootfs.mkdir(exist_ok=True)
                 await asyncio.to_thread(mount_all, rootfs, c.rootfs)
                 c.mounted = True
+            timing["mount_ms"] = _ms(t0)
             p.io = ProcessIO.open(paths)
             p.starting = True  # hold its exit until the pid is known
             pid = await runc.create(
@@ -243,6 +247,7 @@ class Tasks:
                 console_socket=p.io.console_socket,
                 stdio=p.io.runc_stdio,
             )
+            timing["runc_ms"] = _ms(t0)
             await p.io.started()
         except BaseException:
             await self._undo_create(c)
@@ -270,6 +275,7 @@ class Tasks:
         )
         p.starting = False
         self._track(p, pid)
+        _log.debug("task.create_timing", container=id, total_ms=_ms(t0), **timing)
         return p
 
     async def _undo_create(self, c: Container) -> None:
@@ -500,3 +506,7 @@ class Tasks:
             ),
         )
         p.exited.set()
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)

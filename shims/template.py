@@ -20,6 +20,15 @@ The shim resets signals, environment and descriptors (the listener becomes
 fd 3, as in a spawned shim), writes ``ready`` into the result pipe once it
 serves, and runs :func:`seacan.shims.main.main` with a fresh event loop.
 
+So that a request does not wait for the two forks and the reset (~10 ms of
+copy-on-write faults), the template keeps one *spare*: a shim forked that way
+ahead of time, detached and reset, blocked on a socket pair to the template.
+A request is handed to the spare (the same header and descriptors, passed
+on), the requester gets the spare's pid, and the next spare is forked once
+no request came for :data:`SPARE_DELAY` (a request before that is forked
+for, as without a spare). A spare whose template is gone sees EOF and exits; a spare that
+cannot be reached makes the template fork for the request as above.
+
 The template dies with its parent (PR_SET_PDEATHSIG); shims do not, as the
 death signal is not inherited across fork. It never imports grpcio.
 """
@@ -38,7 +47,7 @@ import socket
 import struct
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 # No collections while the shared heap is built: a collection frees objects
 # and leaves holes in pages the shims would then fill (and so copy). Only in
@@ -55,6 +64,7 @@ HEADER = struct.Struct(">I")
 MAX_HEADER = 1 << 20
 REQUEST_TIMEOUT = 5.0
 READY = b"ready\n"
+SPARE_DELAY = 0.25  # seconds without a request before the next spare is forked
 
 _log = log.get("seacan.shims.template")
 
@@ -181,19 +191,26 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     return header, fds
 
 
-def _become_shim(header: dict[str, Any], listener: int, result: int) -> int:
-    """In the detached grandchild: reset what the template left, then serve."""
+def _reset() -> None:
+    """In the detached grandchild, before it knows its request: undo the template's setup."""
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     os.umask(0o022)
     gc.enable()  # the shared heap stays frozen (gc.freeze in serve)
-    # Descriptors: stdin from /dev/null, the listener on fd 3, the result pipe kept.
     null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
+    for fd in (0, 1, 2):  # stdin, stdout, stderr from /dev/null
         os.dup2(null, fd)
-    os.dup2(listener, shim_main.LISTEN_FD, inheritable=False)
+    if null > 2:
+        os.close(null)
+
+
+def _become_shim(header: dict[str, Any], listener: int, result: int) -> int:
+    """In the detached grandchild, reset (:func:`_reset`): take the request's place, serve."""
+    # Descriptors: the listener on fd 3, the result pipe kept, nothing else.
+    if listener != shim_main.LISTEN_FD:  # it can be: a spare closed the template's sockets
+        os.dup2(listener, shim_main.LISTEN_FD, inheritable=False)
     keep = 100
     os.dup2(result, keep, inheritable=False)
     os.closerange(shim_main.LISTEN_FD + 1, keep)
@@ -214,42 +231,103 @@ def _signal_ready(fd: int) -> None:
         os.close(fd)
 
 
-def _fork_shim(conn: socket.socket, listen: socket.socket) -> None:
-    header, (listener, result) = _receive(conn)
+def _run_shim(header: dict[str, Any], listener: int, result: int) -> NoReturn:
+    """In the detached grandchild, reset: serve as the request says, then exit."""
+    code = 1
     try:
-        child = os.fork()
-        if child == 0:  # the intermediate: new session, fork the shim, report, exit
-            code = 1
-            try:
-                listen.close()
-                os.setsid()
-                shim = os.fork()
-                if shim == 0:
-                    conn.close()
-                    code = 1
-                    try:
-                        code = _become_shim(header, listener, result)
-                    except SystemExit as e:
-                        code = e.code if isinstance(e.code, int) else 1
-                    except BaseException as e:
-                        with contextlib.suppress(Exception):
-                            _log.error("template.shim_failed", error=repr(e), exc_info=e)
-                    finally:
-                        with contextlib.suppress(Exception):
-                            sys.stdout.flush()
-                            sys.stderr.flush()
-                        os._exit(code)
-                _send(conn, {"pid": shim})
-                code = 0
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(child, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            with contextlib.suppress(OSError):
-                _send(conn, {"error": f"fork failed (status {status})"})
+        code = _become_shim(header, listener, result)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException as e:
+        with contextlib.suppress(Exception):
+            _log.error("template.shim_failed", error=repr(e), exc_info=e)
     finally:
-        os.close(listener)
-        os.close(result)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+    os._exit(code)
+
+
+def _fork_detached(close: Sequence[socket.socket], report: socket.socket) -> bool:
+    """Fork a grandchild in a session of its own, reparented away from the template.
+
+    True in the grandchild (``close`` closed, :func:`_reset` done); False in
+    the template once the intermediate has sent ``{"pid": N}`` on ``report``
+    and exited. TemplateError when that failed.
+    """
+    child = os.fork()
+    if child == 0:  # the intermediate: new session, fork, report, exit
+        code, shim = 1, -1
+        try:
+            for s in close:
+                s.close()
+            os.setsid()
+            shim = os.fork()
+            if shim > 0:
+                _send(report, {"pid": shim})
+                code = 0
+        finally:
+            if shim != 0:
+                os._exit(code)
+        try:
+            _reset()
+        except BaseException:
+            os._exit(1)
+        return True
+    _, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise TemplateError(f"fork failed (status {status})")
+    return False
+
+
+def _fork_shim(
+    conn: socket.socket, listen: socket.socket, header: dict[str, Any], listener: int, result: int
+) -> None:
+    """Fork a shim for this request (no spare took it); its pid goes to ``conn``."""
+    if _fork_detached([listen], conn):
+        conn.close()
+        _run_shim(header, listener, result)
+
+
+class Spare:
+    """A shim forked ahead of its request, waiting on a socket pair (see the module doc)."""
+
+    def __init__(self, listen: socket.socket) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if _fork_detached([listen, ours], theirs):
+                self._wait(theirs)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.sock.settimeout(REQUEST_TIMEOUT)
+        self.pid = int(_read_reply(ours)["pid"])
+
+    @staticmethod
+    def _wait(sock: socket.socket) -> NoReturn:
+        """In the spare: block until a request (or EOF: the template is gone), then serve it."""
+        import asyncio  # loaded already (serving); not at module level: ``start`` imports us
+
+        with contextlib.suppress(Exception):  # pay the copy-on-write faults of the start now
+            shim_main.parse(["-id", "spare"])
+            asyncio.new_event_loop().close()
+        try:
+            header, (listener, result) = _receive(sock)
+        except BaseException:
+            os._exit(0)
+        sock.close()
+        _run_shim(header, listener, result)
+
+    def hand(self, header: dict[str, Any], listener: int, result: int) -> int:
+        """Pass a request on; the spare's pid (it serves from now on)."""
+        _send(self.sock, header, [listener, result])
+        return self.pid
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def serve(path: str) -> None:
@@ -268,21 +346,59 @@ def serve(path: str) -> None:
     # from touching (and so copying) those pages in every child.
     gc.freeze()
     pid = os.getpid()
+    spare: Spare | None = None
     try:
         while True:
+            # The next spare once no request came for a while: not while the last shim
+            # starts (and runs runc), which the forks would slow down on a busy host.
+            if spare is None and not select.select([listen], [], [], SPARE_DELAY)[0]:
+                spare = _new_spare(listen)
+                continue
             conn, _ = listen.accept()
             with conn:
                 conn.settimeout(REQUEST_TIMEOUT)
                 try:
-                    _fork_shim(conn, listen)
+                    spent = _handle(conn, listen, spare)
                 except (OSError, ValueError, TemplateError) as e:
+                    spent = False
                     _log.warning("template.request_failed", error=repr(e))
                     with contextlib.suppress(OSError):
                         _send(conn, {"error": str(e)})
+            if spare is not None and spent:
+                spare.close()
+                spare = None
     finally:
         if os.getpid() == pid:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+
+
+def _new_spare(listen: socket.socket) -> Spare | None:
+    try:
+        return Spare(listen)
+    except (OSError, ValueError, KeyError, TemplateError) as e:
+        _log.warning("template.spare_failed", error=repr(e))
+        return None
+
+
+def _handle(conn: socket.socket, listen: socket.socket, spare: Spare | None) -> bool:
+    """One request: to ``spare`` if it takes it, else to a shim forked now; whether ``spare``
+    is spent (used, or found dead)."""
+    header, (listener, result) = _receive(conn)
+    try:
+        if spare is not None:
+            try:
+                shim = spare.hand(header, listener, result)
+            except OSError as e:  # the spare died: fork as if there were none
+                _log.warning("template.spare_gone", pid=spare.pid, error=repr(e))
+            else:
+                _send(conn, {"pid": shim})
+                return True
+        _fork_shim(conn, listen, header, listener, result)
+        return spare is not None
+    finally:
+        os.close(listener)
+        os.close(result)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -274,6 +274,11 @@ class Networks(Protocol):
 class Attacher(Protocol):
     async def attach(self, spec: AttachSpec, *, again: bool = False) -> Attachment: ...
 
+    async def prepare(self, spec: AttachSpec) -> Attachment:
+        """Attach's first half: the namespace and files exist (no addresses yet); create the
+        container in it while :meth:`attach` of the same container completes it."""
+        ...
+
     async def detach(self, container_id: str, *, forget: bool = False) -> None: ...
 
     async def connect(

@@ -150,6 +150,9 @@ class RemoteNetworking:
     async def attach(self, spec: AttachSpec, *, again: bool = False) -> Attachment:
         return attachment_from_pb(await self._call("Attach", attach_spec_to_pb(spec, again)))
 
+    async def prepare(self, spec: AttachSpec) -> Attachment:
+        return attachment_from_pb(await self._call("Prepare", attach_spec_to_pb(spec)))
+
     async def detach(self, container_id: str, *, forget: bool = False) -> None:
         await self._call("Detach", pb.DetachRequest(container_id=container_id, forget=forget))
 

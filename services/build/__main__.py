@@ -2,9 +2,9 @@
 
 python -m seacan.services.build [flags]
 
-It works through seacand's main socket (content, snapshots, diff, images,
-leases, containers, tasks, transfer) and keeps its cache index in
-``<root>/build/cache.db``.
+It works through the sockets of the services that own content, snapshots,
+diff, images, leases, containers, tasks and transfer (not through seacand's
+router), and keeps its cache index in ``<root>/build/cache.db``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ async def serve(cfg: config.Config) -> None:
     root = cfg.service_root("build")
     root.mkdir(parents=True, exist_ok=True)
     db = CacheDB(root / "cache.db")
-    stores = Stores.connect(cfg.address)
+    stores = Stores.connect(cfg.service_socket)
     builder = Builder(root, stores, db, cfg.limits.max_context_bytes, cfg.limits.max_blob_bytes)
 
     def _register(server: grpc.aio.Server) -> None:

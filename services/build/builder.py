@@ -1,24 +1,28 @@
 """The build service's implementation: contexts on disk, the engine, commit and prune.
 
-Each build gets ``<root>/contexts/<id>.tar`` (the context as received) and
-``<root>/contexts/<id>/`` (the context unpacked when a step needs its files,
-private, removed afterwards) and ``<root>/work/<id>/`` (FIFOs, temporary mounts,
-downloads). A directory is removed only when nothing is mounted below it,
-so a failed unmount can never make us delete a snapshot's files.
+Each build gets ``<root>/contexts/<id>.tar`` (the context as received, when it
+is too large to keep in memory) and ``<root>/contexts/<id>/`` (the context
+unpacked when a step needs its files, private, removed afterwards) and
+``<root>/work/<id>/`` (FIFOs, temporary mounts, downloads). A directory is
+removed only when nothing is mounted below it, so a failed unmount can never
+make us delete a snapshot's files. Each build's elapsed time is logged
+(``build.finished``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from seacan import log
-from seacan.build import CommitOptions, Event
+from seacan.build import CommitOptions, Event, Result
 
 from . import commit as committer
 from . import context, engine
@@ -50,6 +54,19 @@ def safe_rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _rmdir_empty(*dirs: Path) -> bool:
+    """Remove empty directories (in order); False when one is not empty or is a mount
+    point (then leave the rest to :func:`safe_rmtree`)."""
+    for d in dirs:
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return True
+
+
 class Builder:
     def __init__(
         self,
@@ -79,24 +96,33 @@ class Builder:
         from . import image
 
         image.check_tags(opts.tags)
+        t0 = time.monotonic()
         id = secrets.token_hex(8)
         tar = self.root / "contexts" / f"{id}.tar"
         ctx = self.root / "contexts" / id
         work = self.root / "work" / id
+        ctx_: context.Context | None = None
+        outcome = "failed"
         try:
-            digest = await context.receive(chunks, tar, self.limit)
-            ctx_ = context.Context(tar, ctx, self.limit, opts.dockerfile, digest, self.memo)
+            digest, data = await context.receive(chunks, tar, self.limit)
+            ctx_ = context.Context(data, ctx, self.limit, opts.dockerfile, digest, self.memo)
             work.mkdir(mode=0o700)
             (work / "fifo").mkdir(mode=0o700)
             async for ev in engine.build_stream(
                 self.stores, self.cache, opts, ctx_, work, self.max_download
             ):
+                if isinstance(ev, Result):
+                    outcome = "built"
                 yield ev
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tar.unlink()
-            await asyncio.to_thread(safe_rmtree, ctx)
-            await asyncio.to_thread(safe_rmtree, work)
+            if os.path.lexists(ctx):  # unpacked (perhaps half-way, for a refused context)
+                await asyncio.to_thread(safe_rmtree, ctx)
+            if not _rmdir_empty(work / "fifo", work):
+                await asyncio.to_thread(safe_rmtree, work)
+            ms = round((time.monotonic() - t0) * 1000, 1)
+            _log.info("build.finished", outcome=outcome, ms=ms)
 
     async def commit(self, opts: CommitOptions) -> tuple[str, str]:
         return await committer.commit(self.stores, opts)

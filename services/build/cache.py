@@ -32,8 +32,9 @@ def key_of(cache_string: str) -> str:
 
 
 class Cache:
-    """Lookups are local (SQLite only); what a hit names is checked once, when it is
-    used (:meth:`verify`), and ``used_at`` is written once per build (:meth:`touch`)."""
+    """Lookups are local (the index's rows in memory, else SQLite); what a hit names is
+    checked once, when it is used (:meth:`verify`), and ``used_at`` is written at most
+    once per build, and only for rows not marked recently (:meth:`touch`)."""
 
     def __init__(self, db: CacheDB, stores: Stores) -> None:
         self.db = db

@@ -1,7 +1,8 @@
 """The build context: received as a tar stream, unpacked into a private directory.
 
-The tar comes from a client and is hostile: names with ``..`` or absolute
-names, hard links to names outside it and device nodes are refused; a
+A context up to :data:`SPOOL_BYTES` stays in memory; a larger one is
+spooled to a file. The tar comes from a client and is hostile: names with
+``..`` or absolute names, hard links to names outside it and device nodes are refused; a
 context larger than ``max_bytes`` (the tar as sent, and what it expands to)
 is refused with ResourceExhausted. ``.dockerignore`` is applied again here
 (the CLI already filtered), keeping the Dockerfile and ``.dockerignore``.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -23,7 +25,7 @@ import tarfile
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from seacan import errors
 
@@ -42,19 +44,36 @@ def too_large(limit: int) -> TooLarge:
     )
 
 
-async def receive(chunks: AsyncIterator[bytes], tar_path: Path, limit: int) -> str:
-    """Write the stream to ``tar_path``; refuse it past ``limit`` bytes. The sha256 (hex)
-    of the bytes received."""
+SPOOL_BYTES = 8 << 20  # a context up to this size is kept in memory
+
+
+async def receive(
+    chunks: AsyncIterator[bytes], tar_path: Path, limit: int
+) -> tuple[str, Path | bytes]:
+    """Take the stream; refuse it past ``limit`` bytes. The sha256 (hex) of the bytes
+    received, and the tar: its bytes, or ``tar_path`` past :data:`SPOOL_BYTES`."""
     total = 0
     h = hashlib.sha256()
-    with open(tar_path, "wb") as f:
+    kept: list[bytes] = []
+    f: IO[bytes] | None = None
+    try:
         async for chunk in chunks:
             total += len(chunk)
             if total > limit:
                 raise too_large(limit)
             h.update(chunk)
-            f.write(chunk)
-    return h.hexdigest()
+            if f is None and total > SPOOL_BYTES:
+                f = open(tar_path, "wb")  # noqa: SIM115 (closed below)
+                f.writelines(kept)
+                kept = []
+            if f is None:
+                kept.append(chunk)
+            else:
+                f.write(chunk)
+    finally:
+        if f is not None:
+            f.close()
+    return h.hexdigest(), (b"".join(kept) if f is None else tar_path)
 
 
 MEMO_CONTEXTS = 32  # contexts whose facts the service remembers
@@ -62,7 +81,8 @@ Memo = OrderedDict[str, dict[str, Any]]
 
 
 class Context:
-    """A received context: its tar, unpacked into ``dest`` only when a step needs the files.
+    """A received context: its tar (bytes or a file), unpacked into ``dest`` only when a
+    step needs the files.
 
     Whatever the build learns from the context (the Dockerfile, the content
     hashes of COPY sources) is a function of the tar's bytes, so it is kept
@@ -73,19 +93,21 @@ class Context:
     """
 
     def __init__(
-        self, tar: Path, dest: Path, limit: int, dockerfile: str, digest: str, memo: Memo
+        self, tar: Path | bytes, dest: Path, limit: int, dockerfile: str, digest: str, memo: Memo
     ) -> None:
         self.tar, self.dest, self.limit, self.dockerfile = tar, dest, limit, dockerfile
         self.digest = digest
         self._memo = memo
-        self._unpacked = False
+        self.unpacked = False
 
     async def path(self) -> Path:
         """The unpacked context directory (unpacked now if it was not)."""
-        if not self._unpacked:
+        if not self.unpacked:
             await asyncio.to_thread(unpack, self.tar, self.dest, self.limit, self.dockerfile)
-            self._unpacked = True
-            self.tar.unlink(missing_ok=True)  # not needed any more: no second copy on disk
+            self.unpacked = True
+            if isinstance(self.tar, Path):
+                self.tar.unlink(missing_ok=True)  # not needed any more: no second copy on disk
+            self.tar = b""
         return self.dest
 
     def recall(self, key: str) -> Any:
@@ -102,14 +124,16 @@ class Context:
             self._memo.popitem(last=False)
 
 
-def unpack(tar_path: Path, dest: Path, limit: int, dockerfile: str) -> None:
-    """Unpack the context tar into ``dest`` (made here), then apply ``.dockerignore``."""
+def unpack(tar: Path | bytes, dest: Path, limit: int, dockerfile: str) -> None:
+    """Unpack the context tar (a file or its bytes) into ``dest`` (made here), then apply
+    ``.dockerignore``."""
     dest.mkdir(mode=0o700)
     root = fsops.open_dir(dest)
     try:
-        if tar_path.stat().st_size:
+        if len(tar) if isinstance(tar, bytes) else tar.stat().st_size:
+            src = {"fileobj": io.BytesIO(tar)} if isinstance(tar, bytes) else {"name": tar}
             try:
-                with tarfile.open(tar_path, "r:") as tf:
+                with tarfile.open(mode="r:", **src) as tf:
                     fsops.extract_tar(
                         tf,
                         root,

@@ -12,7 +12,10 @@
     -> manifest -> image records for each tag (only now: no partial image is tagged)
 
 Everything is written under a build lease (expiring), so a build that dies
-leaves nothing that GC will not collect. Progress goes to ``emit`` as
+leaves nothing that GC will not collect. The lease is made before the first
+write (:meth:`Build._leased`): a fully cached rebuild whose tags already name
+its manifest writes nothing at all, and costs one image lookup for FROM and
+one concurrent round of checks at the end. Progress goes to ``emit`` as
 :class:`Event` values, which the servicer turns into protobuf.
 """
 
@@ -29,7 +32,8 @@ import shutil
 import stat
 import tarfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -162,6 +166,7 @@ class Build:
         self.hits: list[Entry] = []
         self.cache_leased = False
         self.lazy: dict[str, oci.Descriptor] = {}  # base chain ID -> image, not unpacked yet
+        self.lease = ""  # the build lease, made by _leased before the first write
 
     # -- driver ----------------------------------------------------------------
 
@@ -193,7 +198,7 @@ class Build:
         self.cached_so_far = use_cache and not self.opts.no_cache
         text = await self._dockerfile()
         name = posixpath.basename(self.opts.dockerfile or "Dockerfile")
-        df = dfparser.parse(text, filename=name)
+        df = _parse(text, name)
         self.df = df
         if not df.stages:
             raise errors.InvalidArgument(f"{name}: no FROM instruction (the file has no stages)")
@@ -221,21 +226,33 @@ class Build:
         if not final.image_id:
             await self._commit_config(final, "FROM scratch", empty=True, history=False)
         data = image.encode(final.config)
-        check = asyncio.ensure_future(self._settle(final))  # one round trip for both
-        try:
-            mdesc = await image.write_manifest(self.stores, final.image_id, len(data), final.layers)
-        except BaseException:
-            check.cancel()
-            with contextlib.suppress(BaseException):
-                await check
-            raise
-        await check
-        tags = await image.tag(self.stores, self.opts.tags, mdesc)
+        mdesc = image.manifest_of(final.image_id, len(data), final.layers)[0]
+        names = [normalize_reference(t) for t in self.opts.tags]
+        # One round trip: the last cache hit, whether the manifest is stored, what the tags name.
+        _, stored, *now = await _together(
+            self._settle(final), image.stored(self.stores, mdesc.digest),
+            *(image.target_of(self.stores, n) for n in names),
+        )  # fmt: skip
+        current = dict(zip(names, now, strict=True))
+        if not names or not stored or any(d != mdesc.digest for d in now):
+            await self._leased()
+            await image.write_manifest(self.stores, final.image_id, len(data), final.layers)
+            await image.tag(self.stores, names, mdesc, current)
+        tags = names
         short = final.image_id.removeprefix("sha256:")[:12]
         await self.emit(Stream(f"Successfully built {short}\n"))
         for t in self.opts.tags:
             await self.emit(Stream(f"Successfully tagged {t}\n"))
         return Result(final.image_id, mdesc.digest, tuple(tags))
+
+    async def _leased(self) -> None:
+        """Put what the build writes from now on under its lease (made on the first call).
+        Call it from the build's own task, before any write: the lease rides in the
+        task's request scope."""
+        if not self.lease:
+            ttl = leases.expire_in(BUILD_LEASE_TTL)
+            self.lease = (await self.stores.leases.create(leases.random_id(), ttl)).id
+        scope.set_scope(scope.namespace_required(), self.lease)
 
     def _meta_args(self, df: Dockerfile) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
@@ -341,6 +358,7 @@ class Build:
         """Unpack the base image whose top snapshot is ``chain``, if FROM deferred it."""
         target = self.lazy.pop(chain, None)
         if target is not None:
+            await self._leased()
             await unpacker.unpack(
                 self.stores.content, self.stores.snapshots, self.stores.diff, target,
                 platform=self.platform,
@@ -369,6 +387,7 @@ class Build:
 
     async def _pull(self, name: str, instr: Instruction) -> None:
         await self.emit(Stream(f"Pulling {name}\n"))
+        await self._leased()
         try:
             async for _ in self.stores.transfer.pull(PullRequest(ref=name, platform=self.platform)):
                 pass
@@ -438,6 +457,7 @@ class Build:
         """Write the state's config as the step's image; ``cached``: under the cache lease
         (the caller remembers the step)."""
         await self._settle(state)
+        await self._leased()
         created = image.timestamp(self.opts.source_date_epoch)
         state.config["created"] = created
         state.config["rootfs"] = {"type": "layers",
@@ -557,6 +577,7 @@ class Build:
         key = f"build-{secrets.token_hex(8)}"
         sn = self.stores.snapshots
         await self._settle(state)
+        await self._leased()
         await self._ensure_chain(state.chain_id)
         mounts = await sn.prepare(key, state.chain_id)
         committed = False
@@ -739,6 +760,7 @@ class Build:
             chain = parts.chain_id
             if chain:
                 self.lazy.setdefault(chain, target)
+        await self._leased()
         await self._ensure_chain(chain)
         if not chain:
             d = self.work / f"empty-{secrets.token_hex(4)}"
@@ -907,6 +929,21 @@ def apply_metadata(
 
 
 # -- helpers (blocking, in threads) -------------------------------------------------
+
+
+_PARSED: OrderedDict[tuple[bytes, str], Dockerfile] = OrderedDict()
+MEMO_PARSED = 64  # parsed Dockerfiles remembered (they are immutable values)
+
+
+def _parse(text: bytes, name: str) -> Dockerfile:
+    df = _PARSED.get((text, name))
+    if df is None:
+        df = dfparser.parse(text, filename=name)
+        if len(text) <= MEMO_DOCKERFILE:
+            _PARSED[(text, name)] = df
+            while len(_PARSED) > MEMO_PARSED:
+                _PARSED.popitem(last=False)
+    return df
 
 
 def _err(instr: Instruction, msg: str) -> errors.InvalidArgument:
@@ -1219,8 +1256,14 @@ async def build_stream(
 
     task = asyncio.create_task(job(), name="build")
     try:
-        while (ev := await queue.get()) is not None:
-            yield ev
+        done = False
+        while not done:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            done = batch[-1] is None
+            for ev in coalesce([x for x in batch if x is not None]):
+                yield ev
         yield await task
     finally:
         if not task.done():
@@ -1229,15 +1272,38 @@ async def build_stream(
                 await task
 
 
+def coalesce(events: list[Event]) -> list[Event]:
+    """Adjacent :class:`Stream` events as one (fewer messages; the same text)."""
+    out: list[Event] = []
+    for ev in events:
+        last = out[-1] if out else None
+        if isinstance(ev, Stream) and isinstance(last, Stream):
+            out[-1] = Stream(last.text + ev.text)
+        else:
+            out.append(ev)
+    return out
+
+
 async def _with_lease(stores: Stores, b: Build) -> Result:
+    """Run the build; then delete its lease, if it made one."""
     ns = scope.namespace_required()
-    lease = await stores.leases.create(leases.random_id(), leases.expire_in(BUILD_LEASE_TTL))
-    scope.set_scope(ns, lease.id)
     try:
         return await b.run()
     finally:
         scope.set_scope(ns, "")
-        try:
-            await stores.leases.delete(lease.id)
-        except errors.SeacanError as e:
-            _log.warning("build.lease_delete_failed", lease=lease.id, error=str(e))
+        if b.lease:
+            try:
+                await stores.leases.delete(b.lease)
+            except errors.SeacanError as e:
+                _log.warning("build.lease_delete_failed", lease=b.lease, error=str(e))
+
+
+async def _together(*aws: Coroutine[Any, Any, Any]) -> list[Any]:
+    """Run the coroutines concurrently (children of a TaskGroup); their results in order.
+    The first error is raised as itself (not as an ExceptionGroup), the others cancelled."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(a) for a in aws]
+    except BaseExceptionGroup as eg:
+        raise eg.exceptions[0] from None
+    return [t.result() for t in tasks]

@@ -109,9 +109,10 @@ async def load_config(stores: Stores, digest: str) -> dict[str, Any]:
     return obj
 
 
-async def write_manifest(
-    stores: Stores, config_digest: str, config_size: int, layers: Sequence[Layer]
-) -> oci.Descriptor:
+def manifest_of(
+    config_digest: str, config_size: int, layers: Sequence[Layer]
+) -> tuple[oci.Descriptor, bytes, dict[str, str]]:
+    """The image manifest: its descriptor, bytes and gc labels."""
     manifest = {
         "schemaVersion": 2,
         "mediaType": oci.OCI_MANIFEST,
@@ -124,24 +125,59 @@ async def write_manifest(
     digest = oci.digest_of(data)
     labels = {f"{LABEL_CONTENT}config": config_digest}
     labels.update({f"{LABEL_CONTENT}l.{i}": x["digest"] for i, x in enumerate(layers)})
-    await _write_new(stores, f"build-manifest-{digest}", data, digest, labels)
-    return oci.Descriptor(oci.OCI_MANIFEST, digest, len(data))
+    return oci.Descriptor(oci.OCI_MANIFEST, digest, len(data)), data, labels
 
 
-async def tag(stores: Stores, names: Sequence[str], target: oci.Descriptor) -> list[str]:
-    """Create or move each image record to ``target``; the normalized names."""
+async def write_manifest(
+    stores: Stores, config_digest: str, config_size: int, layers: Sequence[Layer]
+) -> oci.Descriptor:
+    desc, data, labels = manifest_of(config_digest, config_size, layers)
+    await _write_new(stores, f"build-manifest-{desc.digest}", data, desc.digest, labels)
+    return desc
+
+
+async def stored(stores: Stores, digest: str) -> bool:
+    """Whether the content store holds ``digest``."""
+    try:
+        await stores.content.info(digest)
+    except errors.NotFound:
+        return False
+    return True
+
+
+async def target_of(stores: Stores, name: str) -> str:
+    """The digest the image record ``name`` (normalized) points at; "" when there is none."""
+    try:
+        return (await stores.images.get(name)).target.digest
+    except errors.NotFound:
+        return ""
+
+
+async def tag(
+    stores: Stores,
+    names: Sequence[str],
+    target: oci.Descriptor,
+    current: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Create or move each image record to ``target``; the normalized names. ``current``
+    (from :func:`target_of`) spares the records that name ``target`` already and says
+    which to create rather than move."""
     out = []
     for raw in names:
         name = normalize_reference(raw)
-        img = Image(name=name, target=target)
-        try:  # a rebuild moves a tag: try that first
-            await stores.images.update(img, ["target"])
-        except errors.NotFound:
-            try:
-                await stores.images.create(img)
-            except errors.AlreadyExists:  # created meanwhile
-                await stores.images.update(img, ["target"])
+        now = (current or {}).get(name)
         out.append(name)
+        if now == target.digest:
+            continue
+        img = Image(name=name, target=target)
+        if now != "":  # a rebuild moves a tag: try that first (unless there was none)
+            with contextlib.suppress(errors.NotFound):
+                await stores.images.update(img, ["target"])
+                continue
+        try:
+            await stores.images.create(img)
+        except errors.AlreadyExists:  # created meanwhile
+            await stores.images.update(img, ["target"])
     return out
 
 

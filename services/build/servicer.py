@@ -11,7 +11,7 @@ from seacan import errors
 from seacan.api.services.build.v1 import build_pb2 as pb
 from seacan.api.services.build.v1 import build_pb2_grpc
 from seacan.build import CommitOptions
-from seacan.build.proxy import event_to_pb, options_from_pb
+from seacan.build.wire import event_to_pb, options_from_pb
 
 from .builder import Builder
 

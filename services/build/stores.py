@@ -1,7 +1,15 @@
-"""The services the builder works through: gRPC proxies on seacand's main socket."""
+"""The services the builder works through: gRPC proxies on their owners' sockets.
+
+The builder talks to each service process directly (``<state>/sockets/<owner>.sock``),
+as the other services do, not through seacand's router: one hop less on every call.
+Calls wait while a service is being restarted (gRPC's wait-for-ready), as the
+router makes its callers wait.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +26,13 @@ from seacan.tasks.proxy import RemoteTasks
 from seacan.transfer.proxy import RemoteTransfer
 
 SNAPSHOTTER = "overlayfs"
+# Every method of the channel waits for the service instead of failing while it restarts.
+WAIT_FOR_READY = json.dumps({"methodConfig": [{"name": [{}], "waitForReady": True}]})
 
 
 @dataclass(frozen=True, slots=True)
 class Stores:
-    channel: grpc.aio.Channel
+    channels: tuple[grpc.aio.Channel, ...]
     content: RemoteContent
     snapshots: RemoteSnapshotter
     images: RemoteImages
@@ -33,20 +43,32 @@ class Stores:
     transfer: RemoteTransfer
 
     @classmethod
-    def connect(cls, address: Path) -> Stores:
-        """Proxies over one channel to seacand (call inside the loop)."""
-        ch = grpcutil.channel(address)
+    def connect(cls, socket_of: Callable[[str], Path]) -> Stores:
+        """Proxies over a channel to each owner's socket, ``socket_of(owner)`` (seacand's
+        process names: content, snapshots, images, metadata, containers, tasks). Call
+        inside the loop."""
+        chans: dict[str, grpc.aio.Channel] = {}
+
+        def ch(owner: str) -> grpc.aio.Channel:
+            if owner not in chans:
+                chans[owner] = grpc.aio.insecure_channel(
+                    f"unix:{socket_of(owner)}",
+                    options=[*grpcutil.OPTIONS, ("grpc.service_config", WAIT_FOR_READY)],
+                )
+            return chans[owner]
+
         return cls(
-            channel=ch,
-            content=RemoteContent(ch),
-            snapshots=RemoteSnapshotter(ch, SNAPSHOTTER),
-            images=RemoteImages(ch),
-            diff=RemoteDiff(ch),
-            leases=RemoteLeases(ch),
-            containers=RemoteContainers(ch),
-            tasks=RemoteTasks(ch),
-            transfer=RemoteTransfer(ch),
+            content=RemoteContent(ch("content")),
+            snapshots=RemoteSnapshotter(ch("snapshots"), SNAPSHOTTER),
+            images=RemoteImages(ch("images")),
+            diff=RemoteDiff(ch("images")),
+            leases=RemoteLeases(ch("metadata")),
+            containers=RemoteContainers(ch("containers")),
+            tasks=RemoteTasks(ch("tasks")),
+            transfer=RemoteTransfer(ch("images")),
+            channels=tuple(chans.values()),
         )
 
     async def close(self) -> None:
-        await self.channel.close()
+        for ch in self.channels:
+            await ch.close()

@@ -2,9 +2,11 @@
 
 Each operation runs under one lock (CNI plugins and IPAM are not meant to
 race, and a port or subnet check must hold until it is used). Order of an
-attach: record the sandbox and each endpoint (``adding``), make the
-namespace, CNI ADD per network, mark the endpoint up, then the sandbox
-attached; any failure undoes all of it. Detach runs the same list
+attach: claim the ports, record the sandbox and each endpoint (``adding``),
+write the files, make the namespace (up to here: :meth:`prepare`, which can
+be asked for alone, so the container is created in the namespace while
+:meth:`attach` does the rest), CNI ADD per network, mark the endpoint up,
+then the sandbox attached; any failure undoes all of it. Detach runs the same list
 backwards, and so does :meth:`reconcile`, which the service runs at start
 (an Attach cut short by a crash is undone at once), after every events
 re-subscription and periodically: a sandbox whose container is gone, or whose
@@ -242,17 +244,55 @@ class NetworkManager:
                 if old is None:
                     raise errors.NotFound(f"container {spec.container_id!r} has no networks")
                 spec = old.spec
-            if old is not None and old.attached:
-                if again:
-                    return self._attachment(ns, old)
-                if await self.task_state(ns, spec.container_id) != "gone":
-                    raise errors.AlreadyExists(
-                        f"container {spec.container_id!r} is already attached to networks"
-                    )
-                await self._detach(ns, spec.container_id, forget=True)
-            return await self._attach(ns, spec)
+            if old is not None and self._prepared(old):
+                return await self._connect_endpoints(ns, old.spec)
+            if old is not None and old.attached and again:
+                return self._attachment(ns, old)
+            await self._make_room(ns, old, spec)
+            return await self._connect_endpoints(ns, await self._prepare(ns, spec))
 
-    async def _attach(self, ns: str, spec: AttachSpec) -> Attachment:
+    async def prepare(self, ns: str, spec: AttachSpec) -> Attachment:
+        """Attach's first half (see :meth:`_prepare`); an Attach of the container completes it."""
+        async with self.lock:
+            old = self.db.sandbox(ns, spec.container_id)
+            await self._make_room(ns, old, spec)
+            if old is not None and self._prepared(old):  # prepared again: anew
+                await self._detach(ns, spec.container_id, forget=True)
+            spec = await self._prepare(ns, spec)
+            sb = self.db.sandbox(ns, spec.container_id)
+            assert sb is not None
+            return self._attachment(ns, sb)
+
+    async def _make_room(self, ns: str, old: Sandbox | None, spec: AttachSpec) -> None:
+        """Refuse a container attached already (but forget one whose container is gone)."""
+        if old is None or not old.attached:
+            return
+        if await self.task_state(ns, spec.container_id) != "gone":
+            raise errors.AlreadyExists(
+                f"container {spec.container_id!r} is already attached to networks"
+            )
+        await self._detach(ns, spec.container_id, forget=True)
+
+    @staticmethod
+    def _prepared(sb: Sandbox) -> bool:
+        """Whether Prepare made ``sb`` and no Attach completed it yet (its namespace exists)."""
+        return not sb.attached and netlink.is_netns(Path(sb.netns))
+
+    def _untouched(self, sb: Sandbox) -> bool:
+        """Whether ``sb`` is only prepared: its namespace made, no CNI ADD begun."""
+        if not self._prepared(sb):
+            return False
+        eps = self.db.endpoints(ns=sb.namespace, container=sb.container)
+        return not any(
+            e.ip
+            or self.cni.cached(e.network, self._runtime(sb.namespace, sb.container, e.ifname, ()))
+            for e in eps
+        )
+
+    async def _prepare(self, ns: str, spec: AttachSpec) -> AttachSpec:
+        """Check ``spec``, claim its ports, record the sandbox and its endpoints (before any
+        CNI ADD), write the files and make the namespace; ``spec`` with its host ports."""
+        t0 = time.monotonic()
         if not spec.networks:
             raise errors.InvalidArgument("attach: no network given")
         if len(spec.hostname) > MAX_HOSTNAME:
@@ -271,30 +311,51 @@ class NetworkManager:
         wanted = () if nets[0].internal else spec.ports
         ports = await asyncio.to_thread(self._claim_ports, ns, spec.container_id, wanted)
         spec = replace(spec, ports=ports)
-        netns = self._netns(ns, spec.container_id)
-        self.db.put_sandbox(ns, spec.container_id, str(netns), spec)
+        cid = spec.container_id
+        netns = self._netns(ns, cid)
+        # The namespace is made (in a thread) while the records and files are written: one
+        # made without its record (a crash) is an orphan the next start removes.
+        made = asyncio.create_task(asyncio.to_thread(netlink.create_netns, netns),
+                                   name=f"netns {cid}")  # fmt: skip
+        try:
+            self.db.put_sandbox(ns, cid, str(netns), spec)
+            for i, ref in enumerate(spec.networks):
+                self.db.add_endpoint(Endpoint(ns, cid, ref.network, f"eth{i}", aliases=ref.aliases,
+                                              ports=ports if i == 0 else ()))  # fmt: skip
+            self._write_files(ns, spec, [])
+            await asyncio.wait([made])  # not ``await made``: a cancel would leave it running
+            made.result()
+        except BaseException:
+            await asyncio.wait([made])  # a thread cannot be stopped: wait, then undo it all
+            with contextlib.suppress(errors.SeacanError, OSError):
+                await self._detach(ns, cid, forget=True)
+            raise
+        _log.debug("container.prepare_timing", container=cid, ms=_ms(t0))
+        return spec
+
+    async def _connect_endpoints(self, ns: str, spec: AttachSpec) -> Attachment:
+        """Attach's second half: CNI ADD of every recorded endpoint, then attached."""
+        cid = spec.container_id
         t0 = time.monotonic()
         timing: dict[str, float] = {}
         try:
-            self._write_files(ns, spec, [])
-            await asyncio.to_thread(netlink.create_netns, netns)
-            timing["netns_ms"] = _ms(t0)
-            for i, (ref, net) in enumerate(zip(spec.networks, nets, strict=True)):
-                await self._add_endpoint(ns, spec.container_id, net, ref, f"eth{i}",
-                                         ports if i == 0 else ())  # fmt: skip
-                timing[f"eth{i}_ms"] = _ms(t0)
-            self.db.set_sandbox(ns, spec.container_id, attached=True)
+            for ep in self.db.endpoints(ns=ns, container=cid):
+                net = self.db.network(ep.network)
+                if net is None:
+                    raise errors.NotFound(f"network {ep.network!r} not found")
+                await self._endpoint_up(net, ep)
+                timing[f"{ep.ifname}_ms"] = _ms(t0)
+            self.db.set_sandbox(ns, cid, attached=True)
         except BaseException:
             with contextlib.suppress(errors.SeacanError, OSError):
-                await self._detach(ns, spec.container_id, forget=True)
+                await self._detach(ns, cid, forget=True)
             raise
-        self._refresh_hosts(ns, [n.name for n in nets])
-        sb = self.db.sandbox(ns, spec.container_id)
+        self._refresh_hosts(ns, [r.network for r in spec.networks])
+        sb = self.db.sandbox(ns, cid)
         assert sb is not None
-        _log.debug("container.attach_timing", container=spec.container_id, total_ms=_ms(t0),
-                   **timing)  # fmt: skip
-        _log.info("container.attached", namespace=ns, container=spec.container_id,
-                  networks=[n.name for n in nets])  # fmt: skip
+        _log.debug("container.attach_timing", container=cid, total_ms=_ms(t0), **timing)
+        _log.info("container.attached", namespace=ns, container=cid,
+                  networks=[r.network for r in spec.networks])  # fmt: skip
         return self._attachment(ns, sb)
 
     async def _add_endpoint(
@@ -303,10 +364,15 @@ class NetworkManager:
     ) -> Endpoint:  # fmt: skip
         ep = Endpoint(ns, container, net.name, ifname, aliases=ref.aliases, ports=tuple(ports))
         self.db.add_endpoint(ep)
+        return await self._endpoint_up(net, ep)
+
+    async def _endpoint_up(self, net: Network, ep: Endpoint) -> Endpoint:
+        """CNI ADD of a recorded endpoint, its address recorded, its ports published."""
+        ns, container = ep.namespace, ep.container_id
         result = await self.cni.add(
-            self._conflist(net), self._runtime(ns, container, ifname, ports)
+            self._conflist(net), self._runtime(ns, container, ep.ifname, ep.ports)
         )
-        ip, mac = conf.result_endpoint(result, ifname)
+        ip, mac = conf.result_endpoint(result, ep.ifname)
         ep = replace(ep, ip=ip, mac=mac)
         self.db.endpoint_up(ep)
         rules = _dnat_ports(ep)
@@ -472,18 +538,33 @@ class NetworkManager:
                 await self._detach(ns, container, forget=False)
 
     async def reconcile(self, *, at_start: bool = False) -> None:
-        """Tear down what no live container needs (see the module doc)."""
-        async with self.lock:
-            now = time.time()
-            for sb in self.db.sandboxes():
+        """Tear down what no live container needs (see the module doc).
+
+        The lock is held per sandbox, not while the containers and tasks services
+        are asked about each (an Attach would wait for all of that); a sandbox
+        that changed meanwhile is left to the next round. Orphans (namespaces,
+        CNI results, rules and leases no record accounts for: what a crash leaves)
+        are swept only at start, before the service serves: the sweep reads every
+        rule (``iptables-save``), which can wait for the host's xtables lock.
+        """
+        for sb in self.db.sandboxes():
+            state = "unknown"
+            if sb.attached:
+                state = await self.task_state(sb.namespace, sb.container)
+            async with self.lock:
+                now = time.time()
+                cur = self.db.sandbox(sb.namespace, sb.container)
+                if cur is None or cur.updated_at != sb.updated_at or cur.attached != sb.attached:
+                    continue
                 has_eps = bool(self.db.endpoints(ns=sb.namespace, container=sb.container))
                 if not sb.attached:
+                    # At start, a young Prepare (no CNI ADD begun) is left for its Attach.
+                    fresh = at_start and now - sb.updated_at < GRACE and self._untouched(sb)
                     if (has_eps or netlink.is_netns(Path(sb.netns))) and (
-                        at_start or now - sb.updated_at > GRACE
+                        (at_start and not fresh) or now - sb.updated_at > GRACE
                     ):
                         await self._cleanup(sb, forget=False, why="attach cut short")
                     continue
-                state = await self.task_state(sb.namespace, sb.container)
                 young = not sb.started and now - sb.updated_at < GRACE
                 if state == "unknown":
                     continue
@@ -492,15 +573,20 @@ class NetworkManager:
                         self.db.set_sandbox(sb.namespace, sb.container, started=True)
                 elif not young:
                     await self._cleanup(sb, forget=state == "gone", why=f"task {state}")
-            for sb in self.db.sandboxes():
-                if (
-                    not sb.attached
-                    and not self.db.endpoints(ns=sb.namespace, container=sb.container)
-                    and await self.task_state(sb.namespace, sb.container) == "gone"
-                ):
-                    self.db.remove_sandbox(sb.namespace, sb.container)
-                    shutil.rmtree(self._files(sb.namespace, sb.container), ignore_errors=True)
-            await self._orphans()
+        for sb in self.db.sandboxes():
+            if sb.attached or self.db.endpoints(ns=sb.namespace, container=sb.container):
+                continue
+            if await self.task_state(sb.namespace, sb.container) != "gone":
+                continue
+            async with self.lock:
+                cur = self.db.sandbox(sb.namespace, sb.container)
+                if cur is None or cur.updated_at != sb.updated_at:
+                    continue
+                self.db.remove_sandbox(sb.namespace, sb.container)
+                shutil.rmtree(self._files(sb.namespace, sb.container), ignore_errors=True)
+        if at_start:
+            async with self.lock:
+                await self._orphans()
 
     async def _cleanup(self, sb: Sandbox, *, forget: bool, why: str) -> None:
         _log.info("container.cleanup", namespace=sb.namespace, container=sb.container, why=why)

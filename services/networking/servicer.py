@@ -74,6 +74,11 @@ class NetworkingServicer(networking_pb2_grpc.NetworkingServicer):
         a = await self._m.attach(scope.namespace_required(), spec, again=request.again)
         return attachment_to_pb(a)
 
+    async def Prepare(self, request: Any, context: Ctx) -> Any:  # noqa: N802
+        spec = attach_spec_from_pb(request)
+        _id(spec.container_id, "container ID")
+        return attachment_to_pb(await self._m.prepare(scope.namespace_required(), spec))
+
     async def Detach(self, request: Any, context: Ctx) -> Any:  # noqa: N802
         ns = scope.namespace_required()
         await self._m.detach(ns, _id(request.container_id, "container ID"), forget=request.forget)

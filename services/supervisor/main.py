@@ -37,6 +37,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "tasks": ("containerd.services.tasks.v1.Tasks", "containerd.services.events.v1.Events"),
     "volumes": ("seacan.services.volumes.v1.Volumes",),
     "networking": ("seacan.services.networking.v1.Networking",),
+    "engine": ("seacan.services.engine.v1.Engine",),
     "build": ("seacan.services.build.v1.Builder",),
 }
 LOCAL = (

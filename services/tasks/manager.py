@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -215,16 +216,21 @@ class TaskManager:
         if options is None and container.runtime.options is not None:
             o = container.runtime.options
             options = any_pb2.Any(type_url=o.type_url, value=o.value)
+        t0 = time.perf_counter()
+        timing: dict[str, float] = {}
         bundle = Bundle.at(self._state, self._root, ns, container.id)
         bundle.create(container.spec.value)
+        timing["bundle_ms"] = _ms(t0)
         logs = LogReader(bundle)
         shim: ShimClient | None = None
         try:
             bundle.write_shim_binary(binary)
             stdin = options.SerializeToString() if options is not None else b""
             address = await shim_client.start(binary, bundle, self._cmdline, stdin)
+            timing["shim_ms"] = _ms(t0)
             bundle.write_address(address)
             shim = await ShimClient.connect(address, ns)
+            timing["connect_ms"] = _ms(t0)
             req = spb.CreateTaskRequest(
                 id=container.id,
                 bundle=str(bundle.path),
@@ -237,7 +243,9 @@ class TaskManager:
             if opts.options is not None:
                 req.options.CopyFrom(opts.options)
             created = await shim.call("Create", req, spb.CreateTaskResponse)
+            timing["create_ms"] = _ms(t0)
             await shim.call("Connect", spb.ConnectRequest(id=container.id), spb.ConnectResponse)
+            _log.debug("task.create_timing", task=container.id, total_ms=_ms(t0), **timing)
             _log.info("task.created", namespace=ns, task=container.id, pid=created.pid)
             return Task(bundle, binary, shim, created.pid, logs)
         except BaseException:
@@ -468,3 +476,7 @@ class TaskManager:
             if task.shim is not None:
                 await task.shim.close()
         self._tasks.clear()
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)

@@ -11,9 +11,10 @@ from seacan import errors
 from seacan.cli import main
 from seacan.cli import run as rc
 from seacan.cli import tasks as ct
-from seacan.cli.containers import random_id, spec_of
+from seacan.cli.containers import spec_of
 from seacan.containers import SPEC_TYPE_URL, AnyValue, Container
-from seacan.tasks import DEFAULT_RUNTIME, RUNC_RUNTIME, Process, Status
+from seacan.engine.plan import parse_memory, random_id
+from seacan.tasks import RUNC_RUNTIME, Process, Status
 
 pytestmark = pytest.mark.unit
 
@@ -36,7 +37,7 @@ def test_run_flags_and_command() -> None:
     assert opts.read_only_rootfs and opts.terminal and opts.network_mode == "host"
     assert opts.cap_add == ("NET_ADMIN",) and opts.cap_drop == ("CHOWN",)
     assert opts.entrypoint is None and opts.hostname == "h"
-    assert a.runtime == DEFAULT_RUNTIME  # type: ignore[attr-defined]
+    assert a.runtime == ""  # type: ignore[attr-defined]  # the engine's default: DEFAULT_RUNTIME
 
 
 def test_run_entrypoint_and_runtime() -> None:
@@ -66,12 +67,12 @@ def test_run_requires_image() -> None:
     [("64m", 64 << 20), ("1g", 1 << 30), ("512k", 512 << 10), ("100", 100), ("1.5GB", 3 << 29)],
 )
 def test_parse_memory(text: str, n: int) -> None:
-    assert rc.parse_memory(text) == n
+    assert parse_memory(text) == n
 
 
 def test_parse_memory_bad() -> None:
     with pytest.raises(errors.InvalidArgument):
-        rc.parse_memory("lots")
+        parse_memory("lots")
 
 
 def test_parse_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -136,6 +136,7 @@ SEACAN_SERVICES: dict[str, list[tuple[str, tuple[bool, bool]]]] = {
             "Remove",
             "Prune",
             "Attach",
+            "Prepare",
             "Detach",
             "Connect",
             "Disconnect",
@@ -148,6 +149,7 @@ SEACAN_SERVICES: dict[str, list[tuple[str, tuple[bool, bool]]]] = {
         (m, U) for m in ("Create", "Get", "List", "Remove", "Prune", "Acquire", "Release")
     ],
     "seacan.services.build.v1.Builder": [("Build", BI), ("Commit", U), ("Prune", U)],
+    "seacan.services.engine.v1.Engine": [("Run", U)],
 }
 
 TTRPC_SERVICES: dict[str, list[tuple[str, tuple[bool, bool]]]] = {
@@ -698,9 +700,9 @@ def test_service_methods_and_streaming(service_name: str) -> None:
 
 def test_every_proto_was_generated_and_imports() -> None:
     # 26 containerd protos + cgroups v1 metrics.proto + seacan's gc, transfer,
-    # networking, volumes and build protos -> one _pb2 and one _pb2_grpc module each
-    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2")]) == 32
-    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2_grpc")]) == 32
+    # networking, volumes, build and engine protos -> one _pb2 and one _pb2_grpc module each
+    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2")]) == 33
+    assert len([n for n in GENERATED_MODULES if n.endswith("_pb2_grpc")]) == 33
 
 
 def test_method_counts() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,78 @@ def test_forked_shim_serves_and_outlives_the_template(tmp_path: Path) -> None:
                 while _running(shim) and time.monotonic() < deadline:
                     time.sleep(0.05)
                 assert not _running(shim), "the shim ignored SIGTERM"
+
+
+def _spares(tsock: str, not_pids: set[int]) -> set[int]:
+    """Processes forked from the template at ``tsock`` (its command line) but the given ones."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in not_pids:
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if tsock.encode() in argv and _running(int(entry.name)):
+            found.add(int(entry.name))
+    return found
+
+
+def _until(check: Callable[[], bool], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_spare_takes_each_request_and_a_dead_spare_is_replaced(tmp_path: Path) -> None:
+    """The template keeps one shim forked ahead (a spare): a request gets it, the next spare
+    is forked after; a spare killed meanwhile makes the template fork for the request; the
+    spare dies with the template, the shims do not."""
+    with tempfile.TemporaryDirectory(prefix="sc-tpl-", dir="/tmp") as short:
+        tsock = os.path.join(short, "t.sock")
+        tpl = subprocess.Popen(
+            [sys.executable, "-m", "seacan.shims.template", "--socket", tsock],
+            stdin=subprocess.DEVNULL,
+        )
+        shims: list[int] = []
+
+        def request(n: int) -> int:
+            ssock = os.path.join(short, f"shim{n}.sock")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+                listener.bind(ssock)
+                listener.listen(8)
+                pid = template.request(tsock, listener.fileno(), ["-id", f"c{n}", "-namespace",
+                                       "n"], "n", f"c{n}", cwd=str(tmp_path))  # fmt: skip
+            shims.append(pid)
+            _wait_socket(ssock)
+            return pid
+
+        try:
+            _wait_socket(tsock)
+            assert _until(lambda: len(_spares(tsock, {tpl.pid})) == 1), "no spare"
+            (spare,) = _spares(tsock, {tpl.pid})
+            assert _ppid(spare) != tpl.pid and os.getsid(spare) != os.getsid(tpl.pid)
+            assert request(1) == spare  # the spare took it
+            assert _until(lambda: len(_spares(tsock, {tpl.pid, *shims})) == 1), "no next spare"
+            (spare2,) = _spares(tsock, {tpl.pid, *shims})
+            os.kill(spare2, signal.SIGKILL)
+            assert _until(lambda: not _running(spare2))
+            shim2 = request(2)  # forked for the request
+            assert shim2 != spare2 and _ppid(shim2) != tpl.pid
+            assert _until(lambda: len(_spares(tsock, {tpl.pid, *shims})) == 1), "no new spare"
+            (spare3,) = _spares(tsock, {tpl.pid, *shims})
+            tpl.kill()
+            tpl.wait(5)
+            assert _until(lambda: not _running(spare3)), "the spare outlived the template"
+            assert all(_running(s) for s in shims), "a shim died with the template"
+        finally:
+            if tpl.poll() is None:
+                tpl.kill()
+                tpl.wait(5)
+            for pid in shims:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+            assert _until(lambda: not any(_running(s) for s in shims)), "a shim ignored SIGTERM"

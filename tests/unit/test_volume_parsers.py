@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seacan import errors, volumes
-from seacan.cli import runvolumes as rv
+from seacan.engine import mounts as rv
 from seacan.services.volumes import store
 
 pytestmark = pytest.mark.unit

@@ -65,6 +65,11 @@ class NetworkingStub:
                 request_serializer=seacan_dot_api_dot_services_dot_networking_dot_v1_dot_networking__pb2.AttachRequest.SerializeToString,
                 response_deserializer=seacan_dot_api_dot_services_dot_networking_dot_v1_dot_networking__pb2.AttachResponse.FromString,
                 _registered_method=True)
+        self.Prepare = channel.unary_unary(
+                '/seacan.services.networking.v1.Networking/Prepare',
+                request_serializer=seacan_dot_api_dot_services_dot_networking_dot_v1_dot_networking__pb2.AttachRequest.SerializeToString,
+                response_deserializer=seacan_dot_api_dot_services_dot_networking_dot_v1_dot_networking__pb2.AttachResponse.FromString,
+                _registered_method=True)
         self.Detach = channel.unary_unary(
                 '/seacan.services.networking.v1.Networking/Detach',
                 request_serializer=seacan_dot_api_dot_services_dot_networking_dot_v1_dot_networking__pb2.DetachRequest.SerializeToString,
@@ -138,6 +143,20 @@ class NetworkingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Prepare(self, request, context):
+        """Prepare is Attach's first half: it checks the request, claims the
+        published ports, records the container's endpoints, writes its files
+        and makes its network namespace, and answers their paths (endpoints
+        without addresses yet). The container can then be created in that
+        namespace while an Attach of the same container_id (its other fields
+        are ignored, as with again) connects the namespace to its networks; the
+        task is started once that Attach answered. A prepared container that
+        nobody attaches is undone after a grace period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Detach(self, request, context):
         """Detach tears all of that down (or only one network).
         """
@@ -205,6 +224,11 @@ def add_NetworkingServicer_to_server(servicer, server):
             ),
             'Attach': grpc.unary_unary_rpc_method_handler(
                     servicer.Attach,
+                    request_deserializer=seacan_dot_api_dot_services_dot_networking_dot_v1_dot_networking__pb2.AttachRequest.FromString,
+                    response_serializer=seacan_dot_api_dot_services_dot_networking_dot_v1_dot_networking__pb2.AttachResponse.SerializeToString,
+            ),
+            'Prepare': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prepare,
                     request_deserializer=seacan_dot_api_dot_services_dot_networking_dot_v1_dot_networking__pb2.AttachRequest.FromString,
                     response_serializer=seacan_dot_api_dot_services_dot_networking_dot_v1_dot_networking__pb2.AttachResponse.SerializeToString,
             ),
@@ -399,6 +423,33 @@ class Networking:
             request,
             target,
             '/seacan.services.networking.v1.Networking/Attach',
+            seacan_dot_api_dot_services_dot_networking_dot_v1_dot_networking__pb2.AttachRequest.SerializeToString,
+            seacan_dot_api_dot_services_dot_networking_dot_v1_dot_networking__pb2.AttachResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prepare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seacan.services.networking.v1.Networking/Prepare',
             seacan_dot_api_dot_services_dot_networking_dot_v1_dot_networking__pb2.AttachRequest.SerializeToString,
             seacan_dot_api_dot_services_dot_networking_dot_v1_dot_networking__pb2.AttachResponse.FromString,
             options,

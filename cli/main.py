@@ -193,21 +193,37 @@ async def run(args: argparse.Namespace) -> int:
         await client.close()
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace) -> tuple[int, bool]:
     """Run the command: its fast path if it has one that takes these arguments
     (``fast(args) -> int | None``: synchronous, no asyncio and no grpcio import),
-    else its asyncio handler with a client."""
+    else its asyncio handler with a client. The exit status, and whether the
+    fast path ran."""
     fast: FastHandler | None = getattr(args, "fast", None)
     if fast is not None:
         code = fast(args)
         if code is not None:
-            return code
+            return code, True
     import asyncio
 
-    return asyncio.run(run(args))
+    return asyncio.run(run(args)), False
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit without the interpreter's finalization (~7 ms, a tenth of a fast
+    command): for a fast path that succeeded, which leaves no thread, file or
+    connection open; its output is flushed here."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The ``seacan`` program (``argv`` None: the process's own arguments; then a
+    fast path that succeeded ends the process at once, see :func:`_exit_now`)."""
+    whole_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = parser_for(argv)
     try:
@@ -228,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     log.configure("debug" if args.debug else "error", json=False, lazy=True)
     try:
-        code = _dispatch(args)
+        code, fast = _dispatch(args)
     except KeyboardInterrupt:
         print("seacan: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
@@ -246,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             traceback.print_exception(err)
         print(f"seacan: {message(err)}", file=sys.stderr)
         raise SystemExit(1) from None
+    if fast and whole_process:
+        _exit_now(code)
     raise SystemExit(code)
 
 

@@ -23,7 +23,7 @@ import contextlib
 import errno
 import os
 import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -150,19 +150,43 @@ class Client:
     Make it with :meth:`connect` (inside the running event loop).
     """
 
-    def __init__(self, address: Path | str, namespace: str = "default") -> None:
+    def __init__(
+        self,
+        address: Path | str,
+        namespace: str = "default",
+        *,
+        owner_socket: Callable[[str], Path] | None = None,
+    ) -> None:
+        """``owner_socket``: for a service calling others, each store is reached on its
+        owner's own socket (``config.service_socket``: one hop less than through the
+        router; calls wait while that service restarts)."""
         self.address = Path(address)
         self.namespace = scope.validate_identifier(namespace, "namespace")
         from seacan import grpcutil
 
         self._channel = grpcutil.channel(self.address)
+        self._owner_socket = owner_socket
+        self._owned: dict[str, grpc.aio.Channel] = {}
         scope.set_scope(self.namespace, "")
+
+    def _ch(self, owner: str) -> grpc.aio.Channel:
+        """The channel for the stores of seacand's process ``owner``."""
+        if self._owner_socket is None:
+            return self._channel
+        ch = self._owned.get(owner)
+        if ch is None:
+            from seacan import grpcutil
+
+            ch = self._owned[owner] = grpcutil.channel(
+                self._owner_socket(owner), wait_for_ready=True
+            )
+        return ch
 
     @cached_property
     def content(self) -> RemoteContent:
         from seacan.content.proxy import RemoteContent
 
-        return RemoteContent(self._channel)
+        return RemoteContent(self._ch("content"))
 
     @cached_property
     def snapshots(self) -> RemoteSnapshotter:
@@ -172,73 +196,73 @@ class Client:
     def images(self) -> RemoteImages:
         from seacan.images.proxy import RemoteImages
 
-        return RemoteImages(self._channel)
+        return RemoteImages(self._ch("images"))
 
     @cached_property
     def diff(self) -> RemoteDiff:
         from seacan.diff.proxy import RemoteDiff
 
-        return RemoteDiff(self._channel)
+        return RemoteDiff(self._ch("images"))
 
     @cached_property
     def namespaces(self) -> RemoteNamespaces:
         from seacan.namespaces.proxy import RemoteNamespaces
 
-        return RemoteNamespaces(self._channel)
+        return RemoteNamespaces(self._ch("metadata"))
 
     @cached_property
     def leases(self) -> RemoteLeases:
         from seacan.leases.proxy import RemoteLeases
 
-        return RemoteLeases(self._channel)
+        return RemoteLeases(self._ch("metadata"))
 
     @cached_property
     def gc(self) -> MetaClient:
         from seacan.metaclient import MetaClient
 
-        return MetaClient(self._channel)
+        return MetaClient(self._ch("metadata"))
 
     @cached_property
     def containers(self) -> RemoteContainers:
         from seacan.containers.proxy import RemoteContainers
 
-        return RemoteContainers(self._channel)
+        return RemoteContainers(self._ch("containers"))
 
     @cached_property
     def tasks(self) -> RemoteTasks:
         from seacan.tasks.proxy import RemoteTasks
 
-        return RemoteTasks(self._channel)
+        return RemoteTasks(self._ch("tasks"))
 
     @cached_property
     def events(self) -> RemoteEvents:
         from seacan.events.proxy import RemoteEvents
 
-        return RemoteEvents(self._channel)
+        return RemoteEvents(self._ch("tasks"))
 
     @cached_property
     def build(self) -> RemoteBuilder:
         from seacan.build.proxy import RemoteBuilder
 
-        return RemoteBuilder(self._channel)
+        return RemoteBuilder(self._ch("build"))
 
     @cached_property
     def networking(self) -> RemoteNetworking:
         from seacan.networking.proxy import RemoteNetworking
 
-        return RemoteNetworking(self._channel)
+        return RemoteNetworking(self._ch("networking"))
 
     @cached_property
     def volumes(self) -> RemoteVolumes:
         from seacan.volumes.proxy import RemoteVolumes
 
-        return RemoteVolumes(self._channel)
+        return RemoteVolumes(self._ch("volumes"))
 
     @cached_property
     def transfer(self) -> RemoteTransfer:
         from seacan.transfer.proxy import RemoteTransfer
 
-        return RemoteTransfer(self._channel)
+        return RemoteTransfer(self._ch("images"))
 
     @cached_property
     def introspection(self) -> Introspection:
@@ -270,7 +294,7 @@ class Client:
         """The proxy for another snapshotter than overlayfs."""
         from seacan.snapshots.proxy import RemoteSnapshotter
 
-        return RemoteSnapshotter(self._channel, name)
+        return RemoteSnapshotter(self._ch("snapshots"), name)
 
     def set_namespace(self, namespace: str) -> None:
         """Work in ``namespace`` from now on (the current lease is kept)."""
@@ -318,7 +342,8 @@ class Client:
                 _log.warning("lease.delete_failed", lease=lease.id, error=str(e))
 
     async def close(self) -> None:
-        await self._channel.close()
+        for ch in (self._channel, *self._owned.values()):
+            await ch.close()
 
     async def __aenter__(self) -> Client:
         return self

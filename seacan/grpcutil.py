@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -140,12 +141,21 @@ def server(*, intercept: bool = True) -> grpc.aio.Server:
     )
 
 
-def channel(socket_path: Path | str) -> grpc.aio.Channel:
-    """A channel to a Unix socket with 16 MiB limits. Call inside the loop."""
+# Every method of a channel waits for its server instead of failing while it restarts.
+WAIT_FOR_READY = json.dumps({"methodConfig": [{"name": [{}], "waitForReady": True}]})
+
+
+def channel(socket_path: Path | str, *, wait_for_ready: bool = False) -> grpc.aio.Channel:
+    """A channel to a Unix socket with 16 MiB limits. Call inside the loop.
+
+    ``wait_for_ready``: calls wait while nothing listens (a service being
+    restarted by seacand), as the router makes its callers wait; for a
+    service calling another on its own socket."""
     target = str(socket_path)
     if not target.startswith("unix:"):
         target = "unix:" + target
-    return grpc.aio.insecure_channel(target, options=OPTIONS)
+    options = [*OPTIONS, ("grpc.service_config", WAIT_FOR_READY)] if wait_for_ready else OPTIONS
+    return grpc.aio.insecure_channel(target, options=options)
 
 
 def metadata(namespace: str = "", lease: str = "") -> tuple[tuple[str, str], ...]:

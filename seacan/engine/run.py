@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
+from collections import OrderedDict
 from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -166,12 +168,28 @@ async def _absent(c: Client, id: str) -> None:
         raise errors.AlreadyExists(f"container {id!r} already exists")
 
 
+# An image's manifest and config by its target digest: content-addressed, so
+# they never change; reading them again costs a run two content reads.
+_PARTS: OrderedDict[str, unpacker.ImageParts] = OrderedDict()
+_PARTS_MAX = 64
+# (namespace, chain ID) of image snapshots seen to exist, so a run skips the
+# Stat; a Prepare that finds one gone forgets it and unpacks again.
+_CHAINS: set[tuple[str, str]] = set()
+_CHAINS_MAX = 1024
+
+
 async def _image(c: Client, ref: str) -> tuple[oci.Descriptor, unpacker.ImageParts]:
     try:
         img = await c.images.get(ref)
     except errors.NotFound:
         raise errors.NotFound(f"image {ref!r} not found (import it first)") from None
-    return img.target, await unpacker.read_image(c.content, img.target, oci.host_platform())
+    parts = _PARTS.get(img.target.digest)
+    if parts is None:
+        parts = await unpacker.read_image(c.content, img.target, oci.host_platform())
+        _PARTS[img.target.digest] = parts
+        while len(_PARTS) > _PARTS_MAX:
+            _PARTS.popitem(last=False)
+    return img.target, copy.deepcopy(parts)  # nothing downstream can change the cached one
 
 
 async def _in_lease(c: Client, lease_t: asyncio.Task[leases.Lease]) -> None:
@@ -186,13 +204,30 @@ async def _unpacked(
 ) -> None:
     """The image's top snapshot exists (one Stat when it was unpacked before)."""
     target, parts = await image_t
-    if not parts.chain_id:
+    if not parts.chain_id or (c.namespace, parts.chain_id) in _CHAINS:
         return
+    await _unpack_missing(c, target, parts, lease_t)
+
+
+async def _unpack_missing(
+    c: Client,
+    target: oci.Descriptor,
+    parts: unpacker.ImageParts,
+    lease_t: asyncio.Task[leases.Lease],
+) -> None:
     with contextlib.suppress(errors.NotFound):
         await c.snapshots.stat(parts.chain_id)
+        _remember_chain(c.namespace, parts.chain_id)
         return
     await _in_lease(c, lease_t)
     await unpacker.unpack(c.content, c.snapshots, c.diff, target)
+    _remember_chain(c.namespace, parts.chain_id)
+
+
+def _remember_chain(namespace: str, chain: str) -> None:
+    if len(_CHAINS) >= _CHAINS_MAX:
+        _CHAINS.clear()
+    _CHAINS.add((namespace, chain))
 
 
 async def _prepare(
@@ -202,10 +237,18 @@ async def _prepare(
     unpacked_t: asyncio.Task[None],
     lease_t: asyncio.Task[leases.Lease],
 ) -> tuple[Mount, ...]:
-    _, parts = await image_t
+    target, parts = await image_t
     await unpacked_t
     await _in_lease(c, lease_t)
-    rootfs = await c.snapshots.prepare(made.id, parts.chain_id)
+    try:
+        rootfs = await c.snapshots.prepare(made.id, parts.chain_id)
+    except errors.NotFound:
+        key = (c.namespace, parts.chain_id)
+        if key not in _CHAINS:
+            raise
+        _CHAINS.discard(key)  # removed since we saw it: unpack it again
+        await _unpack_missing(c, target, parts, lease_t)
+        rootfs = await c.snapshots.prepare(made.id, parts.chain_id)
     made.snapshot = True
     return tuple(rootfs)
 
@@ -300,16 +343,44 @@ async def _oci_spec(
     networks_t: asyncio.Task[tuple[ContainerOptions, tuple[str, ...], asyncio.Task[None] | None]],
 ) -> tuple[bytes, ContainerOptions]:
     """The rootfs is mounted (for user lookups) while networks and volumes are attached."""
-    from seacan import mount
     from seacan.runtime.spec import build_spec
 
     _, parts = await image_t
-    async with mount.with_temp_mount(await rootfs_t) as rootfs:
-        vols = await volumes_t
-        opts, _, _ = await networks_t
-        opts = replace(opts, mounts=(*opts.mounts, *vols))
-        spec = build_spec(opts, parts.config.config, rootfs, cgroups_path=f"/{c.namespace}/{p.id}")
+    etc = await _etc_files(parts.chain_id, rootfs_t)
+    vols = await volumes_t
+    opts, _, _ = await networks_t
+    opts = replace(opts, mounts=(*opts.mounts, *vols))
+    spec = build_spec(opts, parts.config.config, etc.get, cgroups_path=f"/{c.namespace}/{p.id}")
     return json.dumps(spec).encode(), opts
+
+
+# The image's /etc/passwd and /etc/group by its top snapshot (chain ID): a new
+# container's rootfs is that snapshot plus an empty upper layer, so they are
+# the image's, and a chain ID names its content. Read once through a mount.
+_ETC: OrderedDict[str, dict[str, bytes | None]] = OrderedDict()
+_ETC_MAX = 64
+
+
+async def _etc_files(
+    chain: str, rootfs_t: asyncio.Task[tuple[Mount, ...]]
+) -> dict[str, bytes | None]:
+    """``passwd`` and ``group`` of the rootfs (for user lookups), None when absent."""
+    from seacan import mount
+    from seacan.runtime import users
+
+    rootfs = await rootfs_t
+    files = _ETC.get(chain) if chain else None
+    if files is None:
+        async with mount.with_temp_mount(rootfs) as root:
+            try:
+                files = {n: users.read_etc_file(root, n) for n in ("passwd", "group")}
+            except errors.InvalidArgument as e:
+                raise errors.InvalidArgument(f"user: {e.message}") from e
+        if chain:
+            _ETC[chain] = files
+            while len(_ETC) > _ETC_MAX:
+                _ETC.popitem(last=False)
+    return files
 
 
 async def create(c: Client, spec: RunSpec, labels: Mapping[str, str] | None = None) -> Created:

@@ -8,7 +8,6 @@ router makes its callers wait.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,6 @@ from seacan.tasks.proxy import RemoteTasks
 from seacan.transfer.proxy import RemoteTransfer
 
 SNAPSHOTTER = "overlayfs"
-# Every method of the channel waits for the service instead of failing while it restarts.
-WAIT_FOR_READY = json.dumps({"methodConfig": [{"name": [{}], "waitForReady": True}]})
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +48,7 @@ class Stores:
 
         def ch(owner: str) -> grpc.aio.Channel:
             if owner not in chans:
-                chans[owner] = grpc.aio.insecure_channel(
-                    f"unix:{socket_of(owner)}",
-                    options=[*grpcutil.OPTIONS, ("grpc.service_config", WAIT_FOR_READY)],
-                )
+                chans[owner] = grpcutil.channel(socket_of(owner), wait_for_ready=True)
             return chans[owner]
 
         return cls(

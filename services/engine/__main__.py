@@ -3,7 +3,8 @@
 python -m seacan.services.engine [flags]
 
 It keeps no state of its own: each Run calls the other services through one
-client on seacand's main socket, in the request's namespace.
+client, on each owner's own socket (not through the router), in the request's
+namespace.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def in_request_namespace(shared: Client) -> Client:
 
 
 async def serve(cfg: config.Config) -> None:
-    shared = Client(cfg.address)
+    shared = Client(cfg.address, owner_socket=cfg.service_socket)
 
     def _register(server: grpc.aio.Server) -> None:
         servicer.register(server, lambda: in_request_namespace(shared))

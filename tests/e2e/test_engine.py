@@ -184,3 +184,18 @@ def test_engine_killed_and_restarted(d: dm.Seacand) -> None:
     port = free_port()
     d.seacan_ok("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", "busybox", *HTTPD)
     assert curl(port) == "hi\n"
+
+
+def test_run_d_after_the_images_snapshots_were_removed_unpacks_again(d: dm.Seacand) -> None:
+    # The engine remembers the image's snapshots between runs; removing them by
+    # hand must not break the next run (it unpacks the image again).
+    d.seacan_ok("run", "-d", "--name", "one", "busybox", "sleep", "60")
+    d.seacan_ok("rm", "-f", "one")
+    committed = [k for k, row in d.snapshots().items() if row["KIND"] == "Committed"]
+    assert committed
+    for key in sorted(committed, key=len):  # busybox has one layer; remove top-down anyway
+        d.seacan_ok("snapshots", "rm", key)
+    assert not [k for k, row in d.snapshots().items() if row["KIND"] == "Committed"]
+    d.seacan_ok("run", "-d", "--name", "two", "busybox", "sleep", "60")
+    assert d.seacan_ok("ps", "-q").split() == ["two"]
+    assert [k for k, row in d.snapshots().items() if row["KIND"] == "Committed"] == committed

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import os
-import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -125,23 +122,9 @@ class Introspection:
 
 def probe(address: Path) -> None:
     """Unavailable, naming the address and the reason, unless something listens there."""
-    what = f"cannot connect to seacand at {address}"
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.settimeout(CONNECT_TIMEOUT)
-        s.connect(str(address))
-    except FileNotFoundError:
-        raise errors.Unavailable(f"{what}: no such socket (is seacand running?)") from None
-    except ConnectionRefusedError:
-        raise errors.Unavailable(f"{what}: connection refused (is seacand running?)") from None
-    except PermissionError:
-        raise errors.PermissionDenied(f"{what}: permission denied") from None
-    except OSError as e:
-        reason = os.strerror(e.errno).lower() if e.errno else str(e)
-        kind = errors.Unavailable if e.errno != errno.ENOTSOCK else errors.InvalidArgument
-        raise kind(f"{what}: {reason}") from None
-    finally:
-        s.close()
+    from seacan import h2grpc  # the one place these messages are made
+
+    h2grpc.connect(str(address)).close()
 
 
 class Client:

@@ -272,7 +272,8 @@ class HpackDecoder:
 
 
 def connect(path: str) -> socket.socket:
-    """A connected socket; the errors of seacan.client.probe when nothing listens."""
+    """A connected socket; when nothing listens, the error a user reads: Unavailable
+    (or PermissionDenied, InvalidArgument) naming the address and the reason."""
     what = f"cannot connect to seacand at {path}"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

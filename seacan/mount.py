@@ -327,6 +327,20 @@ class TempMount:
         await asyncio.to_thread(self.__exit__, exc_type, exc, tb)
 
 
+CLONE_NEWNS = 0x00020000
+
+
+def private_mount_namespace() -> None:
+    """Move this process into a mount namespace of its own, where the host's mounts
+    propagate in (``rslave``) and none of ours propagate out: a temporary mount
+    made here dies with the process, even under ``kill -9``. Call it first thing,
+    before any thread starts (``unshare`` moves only the calling thread)."""
+    _libc.unshare.argtypes = [ctypes.c_int]
+    if _libc.unshare(CLONE_NEWNS) != 0:
+        raise _error("unshare(CLONE_NEWNS)", ctypes.get_errno())
+    _mount("none", "/", "", MS_SLAVE | MS_REC, "")
+
+
 def with_temp_mount(mounts: Sequence[Mount], parent: Path | None = None) -> TempMount:
     """``with with_temp_mount(mounts) as root:`` (or ``async with``); see :class:`TempMount`."""
     return TempMount(mounts, parent)
@@ -338,6 +352,7 @@ __all__ = [
     "mount",
     "mount_all",
     "parse_options",
+    "private_mount_namespace",
     "unmount",
     "with_temp_mount",
 ]

@@ -13,7 +13,7 @@ import copy
 
 import grpc
 
-from seacan import config, grpcutil, scope
+from seacan import config, grpcutil, mount, scope
 from seacan.client import Client
 from seacan.services import process
 
@@ -40,6 +40,9 @@ async def serve(cfg: config.Config) -> None:
 
 
 def main() -> None:
+    # The rootfs is mounted here for user lookups: in a mount namespace of the
+    # engine's own, so a kill -9 half-way leaves no mount on the host.
+    mount.private_mount_namespace()
     process.run("engine", serve)
 
 

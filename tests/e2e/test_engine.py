@@ -199,3 +199,15 @@ def test_run_d_after_the_images_snapshots_were_removed_unpacks_again(d: dm.Seaca
     d.seacan_ok("run", "-d", "--name", "two", "busybox", "sleep", "60")
     assert d.seacan_ok("ps", "-q").split() == ["two"]
     assert [k for k, row in d.snapshots().items() if row["KIND"] == "Committed"] == committed
+
+
+def test_the_engines_temporary_mounts_never_reach_the_host(d: dm.Seacand) -> None:
+    # The engine mounts a rootfs for user lookups; it does so in a mount namespace
+    # of its own, so even a kill -9 half-way cannot leave a mount on the host.
+    engine = d.services()["engine"]
+    assert os.readlink(f"/proc/{engine}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    assert os.readlink(f"/proc/{d.pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
+    before = Path("/proc/self/mountinfo").read_text().count("seacan-mount-")
+    d.seacan_ok("run", "-d", "--name", "u", "busybox", "sleep", "60")  # a first run mounts
+    assert d.seacan_ok("ps", "-q").split() == ["u"]
+    assert Path("/proc/self/mountinfo").read_text().count("seacan-mount-") == before

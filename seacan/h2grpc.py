@@ -698,4 +698,10 @@ class Channel:
             return
         name = CODES[code] if code < len(CODES) else "UNKNOWN"
         msg = _unpercent(t.get("grpc-message", "")) or name.lower()
+        method, timeout = self._what
+        if name == "DEADLINE_EXCEEDED" and msg == "Deadline Exceeded" and timeout is not None:
+            # gRPC's server enforced our grpc-timeout first: the words of our own timer
+            raise errors.DeadlineExceeded(
+                f"deadline exceeded: {method} did not finish within {timeout:g}s"
+            )
         raise errors.from_code_name(name, msg)

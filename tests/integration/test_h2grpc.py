@@ -283,6 +283,13 @@ def test_a_deadline_is_deadline_exceeded(ch: h2grpc.Channel) -> None:
     assert ch.unary(SVC + "Unary", b"next", timeout=5) == b"next"
 
 
+def test_the_servers_deadline_reads_as_our_own(ch: h2grpc.Channel) -> None:
+    # gRPC's server may enforce our grpc-timeout before our timer fires: the same words.
+    req = json.dumps({"code": "DEADLINE_EXCEEDED", "message": "Deadline Exceeded"}).encode()
+    with pytest.raises(errors.DeadlineExceeded, match=r"Fail did not finish within 30s$"):
+        ch.unary(SVC + "Fail", req, timeout=30)
+
+
 def test_leaving_a_stream_early_keeps_the_channel_usable(ch: h2grpc.Channel) -> None:
     for m in ch.stream(SVC + "ServerStream", [b"100000"]):
         assert m == b"0"

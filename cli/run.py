@@ -106,7 +106,7 @@ def _warn(warnings: Sequence[str]) -> None:
 
 def run_fast(a: argparse.Namespace) -> int | None:
     """``run -d`` in one request to the engine service, without asyncio or grpcio
-    (None: not detached, or no grpcio-free client here; the async handler runs)."""
+    (None when not detached: the async handler runs it, with its own stdio)."""
     if not a.detach:
         return None
     from seacan import h2grpc, scope

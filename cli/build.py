@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from seacan import errors
 from seacan.build import BuildOptions, CommitOptions, Event, Output, Result, StepDone, Stream
+from seacan.cli.flags import parse_labels
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -126,17 +127,6 @@ def write(text: str) -> None:
     sys.stdout.flush()
 
 
-def _parse_labels(items: list[str]) -> dict[str, str]:
-    """``KEY=VALUE`` (``KEY`` alone: an empty value), as the other commands take labels."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key:
-            raise errors.InvalidArgument(f"invalid label {item!r}: want KEY=VALUE")
-        out[key] = value
-    return out
-
-
 def _parse_kv(items: list[str], what: str) -> dict[str, str]:
     out = {}
     for item in items:
@@ -183,7 +173,7 @@ def build_options(a: argparse.Namespace) -> tuple[BuildOptions, str | None]:
         target=a.target or "",
         no_cache=a.no_cache,
         pull=a.pull,
-        labels=_parse_labels(a.label),
+        labels=parse_labels(a.label),
         platform=a.platform or "",
         network=a.network,
         source_date_epoch=int(epoch) if epoch else None,

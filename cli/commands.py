@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import seacan
 from seacan import content, errors, leases, scope
 from seacan.cli import output
+from seacan.cli.flags import parse_labels
 from seacan.client import Client
 from seacan.snapshots import Info as SnapshotInfo
 from seacan.snapshots import Kind
@@ -22,17 +23,6 @@ if TYPE_CHECKING:
     from seacan import gc
 
 Subparsers = Any  # argparse._SubParsersAction, which has no public type
-
-
-def parse_labels(items: Sequence[str]) -> dict[str, str]:
-    """``KEY=VALUE`` arguments (``KEY`` alone is an empty value, as ctr)."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key:
-            raise errors.InvalidArgument(f"invalid label {item!r}: want KEY=VALUE")
-        out[key] = value
-    return out
 
 
 def noun(subs: Subparsers, name: str, aliases: Sequence[str], help_: str) -> Subparsers:

@@ -16,7 +16,8 @@ from typing import Any
 
 from seacan import errors
 from seacan.cli import output
-from seacan.cli.commands import Subparsers, add_format, noun, parse_labels, verb, write
+from seacan.cli.commands import Subparsers, add_format, noun, verb, write
+from seacan.cli.flags import parse_labels
 from seacan.client import Client
 from seacan.volumes import Volume
 
